@@ -1,0 +1,45 @@
+//! The crate's one error type. Everything a user can get wrong (shapes, dtypes, arguments, files)
+//! comes back as an `Error`; panics are reserved for broken internal invariants.
+
+use crate::dtype::DType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An op was given tensors whose shapes do not fit together.
+    #[error("{op}: shape mismatch: {msg}")]
+    Shape { op: &'static str, msg: String },
+
+    /// An op was given a tensor of a dtype it does not accept.
+    #[error("{op}: expected dtype {expected}, got {got}")]
+    DType {
+        op: &'static str,
+        expected: &'static str,
+        got: DType,
+    },
+
+    /// An argument outside its valid range (a probability above 1, an index out of bounds, ...).
+    #[error("{op}: invalid argument: {msg}")]
+    Arg { op: &'static str, msg: String },
+
+    /// Misuse of the autograd tape (a non-scalar loss, a variable from another tape, ...).
+    #[error("tape: {0}")]
+    Tape(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Shape { op, msg: msg.into() }
+    }
+    pub fn arg(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Arg { op, msg: msg.into() }
+    }
+}

@@ -1,0 +1,23 @@
+//! recur: small recursive reasoning models (HRM, TRM, PTRM, GRAM, LDT, Sotaku) on hand-written
+//! CUDA kernels, with a pure-Rust CPU reference backend and a minimal autograd tape.
+//!
+//! Layers, top to bottom: `ops` (differentiable ops on the `tape`), `device` (the CPU reference
+//! today; CUDA and the CPU-emulated CUDA kernels next), `tensor`.
+
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod ops;
+pub mod params;
+pub mod rng;
+pub mod shape;
+pub mod tape;
+pub mod tensor;
+pub mod testing;
+
+pub use dtype::{DType, Real};
+pub use error::{Error, Result};
+pub use params::{Param, ParamId, Params};
+pub use shape::Shape;
+pub use tape::{Gradients, Tape, Var};
+pub use tensor::{Device, Tensor};
