@@ -8,6 +8,7 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod rng;
 pub mod shape;

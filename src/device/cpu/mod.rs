@@ -5,8 +5,21 @@
 //! Parallelism: rayon over rows or batch items, only when the work is large enough that thread
 //! start-up does not dominate.
 
+pub mod activation;
+pub mod attention;
 pub mod elementwise;
+pub mod embedding;
+pub mod kl;
+pub mod lattice;
+pub mod layout;
+pub mod linear;
+pub mod loss;
+pub mod noise;
+pub mod norm;
 pub mod reduce;
+pub mod rope;
+pub mod sparse_embedding;
+pub mod swiglu;
 
 use rayon::prelude::*;
 
