@@ -37,9 +37,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Shape { op, msg: msg.into() }
+        Error::Shape {
+            op,
+            msg: msg.into(),
+        }
     }
     pub fn arg(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Arg { op, msg: msg.into() }
+        Error::Arg {
+            op,
+            msg: msg.into(),
+        }
     }
 }

@@ -4,9 +4,13 @@
 //! Layers, top to bottom: `ops` (differentiable ops on the `tape`), `device` (the CPU reference
 //! today; CUDA and the CPU-emulated CUDA kernels next), `tensor`.
 
+pub mod cli;
+pub mod demo;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod kernels;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod params;

@@ -112,7 +112,9 @@ impl Tensor {
                     Err(any) => HostData::F64(*any.downcast::<Vec<f64>>().expect("f64 data")),
                 }
             }
-            (_, DType::BF16) => HostData::BF16(data.iter().map(|x| bf16::from_f64(x.f64())).collect()),
+            (_, DType::BF16) => {
+                HostData::BF16(data.iter().map(|x| bf16::from_f64(x.f64())).collect())
+            }
             (_, DType::F32) => HostData::F32(data.iter().map(|x| x.f64() as f32).collect()),
             (_, DType::F64) => HostData::F64(data.iter().map(|x| x.f64()).collect()),
             (_, DType::I32) => panic!("from_real cannot produce an integer tensor"),
@@ -194,6 +196,11 @@ impl Tensor {
     }
     pub fn device(&self) -> Device {
         Device::Cpu
+    }
+    /// How many tensors share this storage (clones, reshapes, values held by a tape). Lets tests
+    /// check that a dropped tape really released what it held.
+    pub fn storage_refs(&self) -> usize {
+        Arc::strong_count(&self.data)
     }
     /// True when both tensors share the same storage (a clone or a reshape of each other).
     pub fn same_storage(&self, other: &Tensor) -> bool {

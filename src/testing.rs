@@ -12,7 +12,12 @@ pub fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
     if a.len() != b.len() || a.iter().chain(b).any(|x| !x.is_finite()) {
         return f64::INFINITY;
     }
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
+    let diff: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let norm: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
     if norm == 0.0 {
         diff
@@ -90,13 +95,19 @@ impl GradCheck {
     ) -> Result<(), String> {
         let err = |e: crate::Error| e.to_string();
         if let Some(t) = inputs.iter().find(|t| t.dtype() != DType::F64) {
-            return Err(format!("gradient check inputs must be f64, got {}", t.dtype()));
+            return Err(format!(
+                "gradient check inputs must be f64, got {}",
+                t.dtype()
+            ));
         }
         let tape = Tape::new();
         let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
         let out = f(&tape, &leaves).map_err(err)?;
-        let weights = Tensor::randn(out.shape().clone(), 1.0, self.seed, DType::F64).map_err(err)?;
-        let weighted = tape.mul(&out, &Var::constant(weights.clone())).map_err(err)?;
+        let weights =
+            Tensor::randn(out.shape().clone(), 1.0, self.seed, DType::F64).map_err(err)?;
+        let weighted = tape
+            .mul(&out, &Var::constant(weights.clone()))
+            .map_err(err)?;
         let loss = tape.sum_all(&weighted).map_err(err)?;
         let grads = tape.backward(&loss).map_err(err)?;
         let w = weights.to_vec_f64().map_err(err)?;
@@ -123,11 +134,11 @@ impl GradCheck {
                     xs[k] = Tensor::from_vec(v, input.shape().clone())?;
                     objective(&xs)
                 };
-                numeric[j] = (at(self.eps).map_err(err)? - at(-self.eps).map_err(err)?)
-                    / (2.0 * self.eps);
+                numeric[j] =
+                    (at(self.eps).map_err(err)? - at(-self.eps).map_err(err)?) / (2.0 * self.eps);
             }
             let e = rel_l2(&analytic, &numeric);
-            if !(e <= self.tol) {
+            if e.is_nan() || e > self.tol {
                 return Err(format!(
                     "input {k} (shape {}): relative L2 error {e:.3e} > {:.1e}\n analytic {:?}\n numeric  {:?}",
                     input.shape(),

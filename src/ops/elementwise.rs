@@ -8,7 +8,9 @@ impl Tape {
     /// `a + b` (same shape).
     pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
         let y = add_tensors(a.value(), b.value())?;
-        self.record("add", y, &[a, b], |g| Ok(vec![Some(g.clone()), Some(g.clone())]))
+        self.record("add", y, &[a, b], |g| {
+            Ok(vec![Some(g.clone()), Some(g.clone())])
+        })
     }
 
     /// Input injection: the sum of 1 to 3 same-shaped terms, `z + y + x`.
@@ -16,7 +18,9 @@ impl Tape {
         let values: Vec<_> = terms.iter().map(|v| v.value()).collect();
         let y = inject_add_fwd(&values)?;
         let n = terms.len();
-        self.record("inject_add", y, terms, move |g| Ok(vec![Some(g.clone()); n]))
+        self.record("inject_add", y, terms, move |g| {
+            Ok(vec![Some(g.clone()); n])
+        })
     }
 
     /// `a ⊙ b` (same shape).
@@ -31,6 +35,8 @@ impl Tape {
     /// `s · a` for a constant `s`.
     pub fn scale(&self, a: &Var, s: f64) -> Result<Var> {
         let y = scale_tensor(a.value(), s)?;
-        self.record("scale", y, &[a], move |g| Ok(vec![Some(scale_tensor(g, s)?)]))
+        self.record("scale", y, &[a], move |g| {
+            Ok(vec![Some(scale_tensor(g, s)?)])
+        })
     }
 }

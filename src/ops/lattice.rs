@@ -1,0 +1,35 @@
+//! `lattice_step`: LDT's deduce / status / decide round between model calls. It is not
+//! differentiable (the official code runs it under `no_grad`): it reads the heads' values and
+//! records nothing. The algorithm and its Philox layout are documented in
+//! `device::cpu::lattice`.
+
+pub use crate::device::cpu::lattice::{
+    ChainStatus, Decision, LatticeHeads, LatticeParams, LatticeStep,
+};
+
+use crate::device::cpu::lattice::lattice_step;
+use crate::error::Result;
+use crate::tape::{Tape, Var};
+
+impl Tape {
+    /// One lattice round for a batch of chains: `state [B, S, C]` (0/1 floats), `given [B, S]`
+    /// (float > 0.5 or i32 ≠ 0 marks a given), the model's `keep_logits` and `value_logits`
+    /// `[B, S, C]` and `conflict_logits [B]`. Returns the new state, per-cell alive counts and
+    /// per-chain status and decision; nothing is recorded and no gradient flows.
+    pub fn lattice_step(
+        &self,
+        state: &Var,
+        given: &Var,
+        keep_logits: &Var,
+        value_logits: &Var,
+        conflict_logits: &Var,
+        params: &LatticeParams,
+    ) -> Result<LatticeStep> {
+        let heads = LatticeHeads {
+            keep_logits: keep_logits.value(),
+            value_logits: value_logits.value(),
+            conflict_logits: conflict_logits.value(),
+        };
+        lattice_step(state.value(), given.value(), &heads, params)
+    }
+}

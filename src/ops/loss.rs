@@ -1,0 +1,83 @@
+//! Losses: `softmax_cross_entropy` and `stablemax_cross_entropy` (per-sequence means, the HRM/TRM
+//! `lm_loss` terms), `masked_cross_entropy` (Sotaku, LDT), and `bce_with_logits` /
+//! `bce_with_logits_weighted` (Q heads, LDT's keep/eliminate and conflict heads).
+//!
+//! Labels, targets of the cross-entropies and masks are plain tensors: they never receive a
+//! gradient. BCE targets are `Var`s and do receive one (`∂/∂t = −x` for plain BCE), so a soft
+//! target computed by the model can be trained through; pass `Var::constant` otherwise.
+
+use crate::device::cpu::loss::{
+    bce_with_logits_bwd, bce_with_logits_fwd, masked_ce_bwd, masked_ce_fwd, sequence_mean_ce_bwd,
+    sequence_mean_ce_fwd, BceWeights, Normalizer,
+};
+use crate::error::Result;
+use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+impl Tape {
+    /// Softmax cross-entropy of `logits [B, S, V]` against i32 `labels [B, S]`, as the
+    /// per-sequence mean over valid tokens, `[B]`: `Σ_s CE / max(1, #valid)`. Labels equal to
+    /// −100 are ignored; any other label outside `0..V` is an error. Computed in f64; the result
+    /// is f32 for f32/bf16 logits and f64 for f64. `sum_all` of it is the official `lm_loss`.
+    pub fn softmax_cross_entropy(&self, logits: &Var, labels: &Tensor) -> Result<Var> {
+        self.sequence_mean_ce(logits, labels, Normalizer::Softmax)
+    }
+
+    /// As `softmax_cross_entropy`, with the official stablemax in place of softmax:
+    /// `s(x) = x + 1` for `x ≥ 0`, else `1/(1 − x + 1e-30)`, and `log p = log(s(x)/Σ s)`.
+    pub fn stablemax_cross_entropy(&self, logits: &Var, labels: &Tensor) -> Result<Var> {
+        self.sequence_mean_ce(logits, labels, Normalizer::Stablemax)
+    }
+
+    fn sequence_mean_ce(&self, logits: &Var, labels: &Tensor, norm: Normalizer) -> Result<Var> {
+        let y = sequence_mean_ce_fwd(logits.value(), labels, norm)?;
+        let (x, labels) = (logits.value().clone(), labels.clone());
+        let op = match norm {
+            Normalizer::Softmax => "softmax_cross_entropy",
+            Normalizer::Stablemax => "stablemax_cross_entropy",
+        };
+        self.record(op, y, &[logits], move |g| {
+            Ok(vec![Some(sequence_mean_ce_bwd(g, &x, &labels, norm)?)])
+        })
+    }
+
+    /// Mask-weighted mean softmax cross-entropy, a scalar: `Σ m·CE(logits, targets) / Σ m` for
+    /// `logits [N..., C]`, i32 `targets [N...]` and a float `mask [N...]` (finite, ≥ 0). Targets
+    /// are only read where the mask is non-zero. When `Σ m = 0` nothing is scored: the loss is 0
+    /// and the gradient is zero.
+    pub fn masked_cross_entropy(
+        &self,
+        logits: &Var,
+        targets: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Var> {
+        let y = masked_ce_fwd(logits.value(), targets, mask)?;
+        let (x, targets, mask) = (logits.value().clone(), targets.clone(), mask.clone());
+        self.record("masked_cross_entropy", y, &[logits], move |g| {
+            Ok(vec![Some(masked_ce_bwd(g, &x, &targets, &mask)?)])
+        })
+    }
+
+    /// Elementwise binary cross-entropy with logits, `softplus(x) − t·x` in its stable form (no
+    /// reduction; follow with `sum_all` for the official `reduction="sum"`). Gradients flow to
+    /// both the logits and the targets.
+    pub fn bce_with_logits(&self, logits: &Var, targets: &Var) -> Result<Var> {
+        self.bce_with_logits_weighted(logits, targets, BceWeights::PLAIN)
+    }
+
+    /// Elementwise `−(w.positive · t · log σ(x) + w.negative · (1 − t) · log σ(−x))`: LDT's
+    /// asymmetric keep/eliminate loss uses `positive = 4.0, negative = 0.5`.
+    pub fn bce_with_logits_weighted(
+        &self,
+        logits: &Var,
+        targets: &Var,
+        weights: BceWeights,
+    ) -> Result<Var> {
+        let y = bce_with_logits_fwd(logits.value(), targets.value(), weights)?;
+        let (x, t) = (logits.value().clone(), targets.value().clone());
+        self.record("bce_with_logits", y, &[logits, targets], move |g| {
+            let (dx, dt) = bce_with_logits_bwd(g, &x, &t, weights)?;
+            Ok(vec![Some(dx), Some(dt)])
+        })
+    }
+}

@@ -1,0 +1,46 @@
+//! `rope` with a precomputed table, and the two conventions by name: `rope_1d` (HRM, TRM) and
+//! `rope_2d` (Sotaku, LDT maze).
+
+use crate::device::cpu::rope::{rope_bwd, rope_fwd};
+use crate::error::{Error, Result};
+use crate::tape::{Tape, Var};
+
+pub use crate::device::cpu::rope::{PairLayout, RopeTable};
+
+impl Tape {
+    /// Rotates `x` `[B, S, H, hd]` by `table` (built once per model with `RopeTable::one_d` or
+    /// `RopeTable::two_d`); position `s` uses the table's position `s`.
+    pub fn rope(&self, x: &Var, table: &RopeTable) -> Result<Var> {
+        let y = rope_fwd(x.value(), table)?;
+        let table = table.clone();
+        self.record("rope", y, &[x], move |g| {
+            Ok(vec![Some(rope_bwd(g, &table)?)])
+        })
+    }
+
+    /// HRM/TRM 1D rotate-half RoPE; `table` is a `RopeTable::one_d` covering at least S positions
+    /// (prefix + sequence).
+    pub fn rope_1d(&self, x: &Var, table: &RopeTable) -> Result<Var> {
+        if table.layout() != PairLayout::RotateHalf {
+            return Err(Error::arg("rope_1d", "expected a RopeTable::one_d table"));
+        }
+        self.rope(x, table)
+    }
+
+    /// Sotaku/LDT 2D interleaved RoPE: token `s` sits at grid cell `(rows[s], cols[s])`, and
+    /// `rows`, `cols` have length S. Builds the table on each call; models that call it every
+    /// iteration should build `RopeTable::two_d` once and call `rope`.
+    pub fn rope_2d(&self, x: &Var, rows: &[usize], cols: &[usize], theta: f64) -> Result<Var> {
+        let op = "rope_2d";
+        x.shape().expect_rank(op, 4)?;
+        let (seq, head_dim) = (x.dims()[1], x.dims()[3]);
+        if seq != rows.len() {
+            return Err(Error::shape(
+                op,
+                format!("sequence length {seq} vs {} grid positions", rows.len()),
+            ));
+        }
+        let table = RopeTable::two_d(rows, cols, head_dim, theta)?;
+        self.rope(x, &table)
+    }
+}

@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn zero_std_gives_zeros_and_bad_arguments_error() {
-        assert!(sample(5, 0.0, -2.0, 2.0, 0).unwrap().iter().all(|&x| x == 0.0));
+        assert!(sample(5, 0.0, -2.0, 2.0, 0)
+            .unwrap()
+            .iter()
+            .all(|&x| x == 0.0));
         assert!(sample(5, -1.0, -2.0, 2.0, 0).is_err());
         assert!(sample(5, 1.0, 2.0, -2.0, 0).is_err());
     }

@@ -1,0 +1,214 @@
+//! Layout ops that move elements without arithmetic: the last-two-dims transpose (TRM-MLP's
+//! token mixing runs its RMSNorm over the sequence axis), `concat`, `narrow` (slicing the puzzle
+//! prefix off the logits) and its zero-padding backward, plus `argmax`.
+//!
+//! Every copy is a gather: each output element names the input element it comes from (or none,
+//! for zero padding). One gather routine serves every dtype, including i32 ids, and bf16 passes
+//! through f32 exactly.
+
+use crate::device::cpu::collect_with;
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+use crate::tensor::{RealData, Tensor};
+use crate::with_real;
+use std::borrow::Cow;
+
+/// Where one output element comes from: (input number, element index), or `None` for a zero.
+type Source = Option<(usize, usize)>;
+
+/// `out[i] = inputs[t][j]` for `source(i) = Some((t, j))`, zero for `None`.
+fn pick<E: Copy + Default + Send + Sync>(
+    inputs: &[&[E]],
+    n: usize,
+    source: &(impl Fn(usize) -> Source + Sync),
+) -> Vec<E> {
+    collect_with(n, |i| source(i).map_or(E::default(), |(t, j)| inputs[t][j]))
+}
+
+/// Builds a tensor of `shape` whose elements are gathered from `inputs` (all one dtype).
+fn gather(
+    op: &'static str,
+    inputs: &[&Tensor],
+    shape: Shape,
+    source: impl Fn(usize) -> Source + Sync,
+) -> Result<Tensor> {
+    let dtype = inputs
+        .first()
+        .map(|t| t.dtype())
+        .ok_or_else(|| Error::arg(op, "needs at least one input"))?;
+    if let Some(t) = inputs.iter().find(|t| t.dtype() != dtype) {
+        return Err(Error::DType {
+            op,
+            expected: dtype.name(),
+            got: t.dtype(),
+        });
+    }
+    let n = shape.numel();
+    if dtype == DType::I32 {
+        let data = inputs
+            .iter()
+            .map(|t| t.i32_data(op))
+            .collect::<Result<Vec<_>>>()?;
+        return Tensor::from_vec(pick(&data, n, &source), shape);
+    }
+    let reals = inputs
+        .iter()
+        .map(|t| t.real_data(op))
+        .collect::<Result<Vec<_>>>()?;
+    if dtype == DType::F64 {
+        let data: Vec<&[f64]> = reals
+            .iter()
+            .filter_map(|r| match r {
+                RealData::F64(v) => Some(*v),
+                RealData::F32(_) => None,
+            })
+            .collect();
+        Ok(Tensor::from_real(pick(&data, n, &source), shape, dtype))
+    } else {
+        let data: Vec<&[f32]> = reals
+            .iter()
+            .filter_map(|r| match r {
+                RealData::F32(v) => Some(Cow::as_ref(v)),
+                RealData::F64(_) => None,
+            })
+            .collect();
+        Ok(Tensor::from_real(pick(&data, n, &source), shape, dtype))
+    }
+}
+
+/// Swaps the last two dimensions: `[..., a, b]` → `[..., b, a]`. It is its own backward.
+pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "transpose_last2";
+    let r = x.rank();
+    if r < 2 {
+        return Err(Error::shape(
+            OP,
+            format!("needs at least 2 dimensions, got {}", x.shape()),
+        ));
+    }
+    let (a, b) = (x.dims()[r - 2], x.dims()[r - 1]);
+    let mut dims = x.dims().to_vec();
+    dims.swap(r - 2, r - 1);
+    gather(OP, &[x], dims.into(), |e| {
+        // Output element e is (item, j < b, i < a); it reads input (item, i, j).
+        let (item, rest) = (e / (a * b), e % (a * b));
+        let (j, i) = (rest / a, rest % a);
+        Some((0, item * a * b + i * b + j))
+    })
+}
+
+/// Joins tensors along `axis`; every other dimension must agree.
+pub fn concat_fwd(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
+    const OP: &str = "concat";
+    let first = xs
+        .first()
+        .ok_or_else(|| Error::arg(OP, "needs at least one tensor"))?;
+    let ax = first.shape().axis(OP, axis)?;
+    for x in &xs[1..] {
+        let same_elsewhere = x.rank() == first.rank()
+            && (0..first.rank()).all(|d| d == ax || x.dims()[d] == first.dims()[d]);
+        if !same_elsewhere {
+            return Err(Error::shape(
+                OP,
+                format!(
+                    "{} and {} differ outside axis {axis}",
+                    first.shape(),
+                    x.shape()
+                ),
+            ));
+        }
+    }
+    let (_, _, inner) = first.shape().around(OP, axis)?;
+    let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[ax]).collect();
+    // offsets[t] = where input t starts along the axis; offsets[len] = the total.
+    let offsets: Vec<usize> = std::iter::once(0)
+        .chain(sizes.iter().scan(0, |acc, s| {
+            *acc += s;
+            Some(*acc)
+        }))
+        .collect();
+    let total = offsets[sizes.len()];
+    let mut dims = first.dims().to_vec();
+    dims[ax] = total;
+    gather(OP, xs, dims.into(), |e| {
+        let (o, k, i) = (e / (total * inner), (e / inner) % total, e % inner);
+        let t = offsets.partition_point(|&off| off <= k) - 1;
+        Some((t, (o * sizes[t] + (k - offsets[t])) * inner + i))
+    })
+}
+
+/// Checks that `start..start + len` lies inside `axis` of `shape`; returns (outer, axis, inner).
+fn narrow_range(
+    op: &'static str,
+    shape: &Shape,
+    axis: isize,
+    start: usize,
+    len: usize,
+) -> Result<(usize, usize, usize)> {
+    let (outer, n, inner) = shape.around(op, axis)?;
+    match start.checked_add(len) {
+        Some(end) if end <= n => Ok((outer, n, inner)),
+        _ => Err(Error::arg(
+            op,
+            format!("range {start}..{start}+{len} exceeds axis {axis} of {shape}"),
+        )),
+    }
+}
+
+/// The slice `start..start + len` of `axis`.
+pub fn narrow_fwd(x: &Tensor, axis: isize, start: usize, len: usize) -> Result<Tensor> {
+    const OP: &str = "narrow";
+    let (_, n, inner) = narrow_range(OP, x.shape(), axis, start, len)?;
+    let mut dims = x.dims().to_vec();
+    dims[x.shape().axis(OP, axis)?] = len;
+    gather(OP, &[x], dims.into(), |e| {
+        let (o, k, i) = (e / (len * inner), (e / inner) % len, e % inner);
+        Some((0, (o * n + start + k) * inner + i))
+    })
+}
+
+/// Backward of `narrow_fwd`: `dy` placed at `start` along `axis` of a zero tensor of `x_shape`.
+pub fn narrow_bwd(dy: &Tensor, x_shape: &Shape, axis: isize, start: usize) -> Result<Tensor> {
+    const OP: &str = "narrow backward";
+    let ax = x_shape.axis(OP, axis)?;
+    let len = dy.dims().get(ax).copied().unwrap_or(0);
+    let (_, n, inner) = narrow_range(OP, x_shape, axis, start, len)?;
+    let mut expected = x_shape.dims().to_vec();
+    expected[ax] = len;
+    dy.shape().expect_eq(OP, &expected.into())?;
+    gather(OP, &[dy], x_shape.clone(), |e| {
+        let (o, k, i) = (e / (n * inner), (e / inner) % n, e % inner);
+        (start..start + len)
+            .contains(&k)
+            .then(|| (0, (o * len + k - start) * inner + i))
+    })
+}
+
+/// The index of the largest element along `axis` (removed from the shape), as i32. Ties go to
+/// the first index, and NaN counts as the largest value, as in PyTorch.
+pub fn argmax_fwd(x: &Tensor, axis: isize) -> Result<Tensor> {
+    const OP: &str = "argmax";
+    let (outer, n, inner) = x.shape().around(OP, axis)?;
+    if n == 0 {
+        return Err(Error::arg(
+            OP,
+            format!("axis {axis} of {} is empty", x.shape()),
+        ));
+    }
+    let mut dims = x.dims().to_vec();
+    dims.remove(x.shape().axis(OP, axis)?);
+    let indices = with_real!(x, OP, |v| collect_with(outer * inner, |e| {
+        let (o, i) = (e / inner, e % inner);
+        let at = |k: usize| v[(o * n + k) * inner + i];
+        let mut best = 0;
+        for k in 1..n {
+            let (cand, top) = (at(k), at(best));
+            if cand > top || (cand.is_nan() && !top.is_nan()) {
+                best = k;
+            }
+        }
+        best as i32
+    }));
+    Tensor::from_vec(indices, dims)
+}

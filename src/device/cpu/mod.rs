@@ -32,7 +32,9 @@ pub fn for_each_row<T: Send>(out: &mut [T], cols: usize, f: impl Fn(usize, &mut 
         return;
     }
     if out.len() >= PARALLEL_MIN_ELEMS {
-        out.par_chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
+        out.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
     } else {
         out.chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
     }

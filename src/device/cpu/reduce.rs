@@ -12,7 +12,11 @@ use crate::with_real;
 pub fn sum_all_fwd(x: &Tensor) -> Result<Tensor> {
     with_real!(x, "sum_all", |v| {
         let s: f64 = v.iter().map(|a| a.f64()).sum();
-        Ok(Tensor::from_real(vec![T::of(s)], Shape::scalar(), x.dtype()))
+        Ok(Tensor::from_real(
+            vec![T::of(s)],
+            Shape::scalar(),
+            x.dtype(),
+        ))
     })
 }
 

@@ -1,0 +1,67 @@
+//! The SwiGLU activation `silu(gate) ⊙ up` on the fused `gate_up_proj` output, forward and
+//! backward. As the official `chunk(2)`: gate is the first half of the last dimension, up the
+//! second.
+
+use crate::device::cpu::activation::Activation;
+use crate::device::cpu::for_each_row;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+use crate::{with_real, with_real2};
+
+/// For a `[..., 2·inter]` input: the number of rows, `inter`, and the output shape `[..., inter]`.
+fn halves(op: &'static str, gate_up: &Shape) -> Result<(usize, usize, Shape)> {
+    let (rows, cols) = gate_up.rows_cols(op)?;
+    if cols % 2 != 0 {
+        return Err(Error::shape(
+            op,
+            format!("last dimension must be even (gate | up), got {gate_up}"),
+        ));
+    }
+    let mut dims = gate_up.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = cols / 2;
+    }
+    Ok((rows, cols / 2, Shape::new(dims)))
+}
+
+/// `gate_up [..., 2·inter]` → `silu(gate) ⊙ up`, `[..., inter]`.
+pub fn swiglu_fwd(gate_up: &Tensor) -> Result<Tensor> {
+    const OP: &str = "swiglu";
+    let (rows, inter, y_shape) = halves(OP, gate_up.shape())?;
+    with_real!(gate_up, OP, |v| {
+        let mut y = vec![T::default(); rows * inter];
+        for_each_row(&mut y, inter, |r, out| {
+            let (gate, up) = v[r * 2 * inter..(r + 1) * 2 * inter].split_at(inter);
+            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                *o = Activation::Silu.value(g) * u;
+            }
+        });
+        Ok(Tensor::from_real(y, y_shape, gate_up.dtype()))
+    })
+}
+
+/// Backward of `swiglu_fwd`: `d gate = dy ⊙ up ⊙ silu′(gate)`, `d up = dy ⊙ silu(gate)`, laid
+/// out like `gate_up`.
+pub fn swiglu_bwd(gate_up: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    const OP: &str = "swiglu backward";
+    let (rows, inter, y_shape) = halves(OP, gate_up.shape())?;
+    dy.shape().expect_eq(OP, &y_shape)?;
+    with_real2!(gate_up, dy, OP, |v, g| {
+        let mut dx = vec![T::default(); rows * 2 * inter];
+        for_each_row(&mut dx, 2 * inter, |r, out| {
+            let (gate, up) = v[r * 2 * inter..(r + 1) * 2 * inter].split_at(inter);
+            let dy_row = &g[r * inter..(r + 1) * inter];
+            let (d_gate, d_up) = out.split_at_mut(inter);
+            for j in 0..inter {
+                d_gate[j] = dy_row[j] * up[j] * Activation::Silu.derivative(gate[j]);
+                d_up[j] = dy_row[j] * Activation::Silu.value(gate[j]);
+            }
+        });
+        Ok(Tensor::from_real(
+            dx,
+            gate_up.shape().clone(),
+            gate_up.dtype(),
+        ))
+    })
+}

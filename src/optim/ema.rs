@@ -1,0 +1,125 @@
+//! Exponential moving average of the weights (TRM `models/ema.py`, `EMAHelper`): a shadow copy
+//! of every parameter, updated after each optimizer step as
+//! `shadow ← (1−μ)·param + μ·shadow`, μ = 0.999. TRM evaluates and saves checkpoints with the
+//! shadow weights. The puzzle-embedding table is not a parameter, so it is not averaged.
+
+use super::check_unit_interval;
+use crate::dtype::Real;
+use crate::error::{Error, Result};
+use crate::params::Params;
+use crate::tensor::Tensor;
+use crate::with_real2;
+
+/// The shadow weights, matched to the live parameters by name.
+pub struct Ema {
+    decay: f64,
+    shadow: Params,
+}
+
+impl Ema {
+    /// The official μ.
+    pub const DEFAULT_DECAY: f64 = 0.999;
+
+    /// Starts the shadow as a copy of `params` (the official `register`). Errors unless
+    /// `decay` (μ) is in [0, 1).
+    pub fn new(params: &Params, decay: f64) -> Result<Ema> {
+        check_unit_interval("Ema", "decay", decay)?;
+        let mut shadow = Params::new();
+        for p in params.iter() {
+            shadow.add(p.name.clone(), p.value.clone())?;
+        }
+        Ok(Ema { decay, shadow })
+    }
+
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// The shadow weights, under the parameters' names (what TRM checkpoints save).
+    pub fn shadow(&self) -> &Params {
+        &self.shadow
+    }
+
+    /// `shadow ← (1−μ)·param + μ·shadow` for every parameter, computed in the parameter's
+    /// compute type (f32 for f32/bf16, f64 for f64). Errors, changing nothing, if `params`
+    /// does not have exactly the shadow's names, shapes and dtypes.
+    pub fn update(&mut self, params: &Params) -> Result<()> {
+        self.check_matches("Ema::update", params)?;
+        let (keep, take) = (self.decay, 1.0 - self.decay);
+        for p in params.iter() {
+            let id = self
+                .shadow
+                .id(&p.name)
+                .expect("check_matches found every name");
+            let s = &mut self.shadow.get_mut(id).value;
+            *s = with_real2!(&p.value, &*s, "Ema::update", |x, y| {
+                let (take, keep) = (T::of(take), T::of(keep));
+                let avg: Vec<T> = x
+                    .iter()
+                    .zip(y)
+                    .map(|(&x, &y)| take * x + keep * y)
+                    .collect();
+                Tensor::from_real(avg, s.shape().clone(), s.dtype())
+            });
+        }
+        Ok(())
+    }
+
+    /// Overwrites the values of `params` with the shadow weights (the official `ema`, for an
+    /// evaluation copy). Gradients are left alone.
+    pub fn copy_to(&self, params: &mut Params) -> Result<()> {
+        self.check_matches("Ema::copy_to", params)?;
+        for p in params.iter_mut() {
+            let id = self
+                .shadow
+                .id(&p.name)
+                .expect("check_matches found every name");
+            p.value = self.shadow.value(id).clone();
+        }
+        Ok(())
+    }
+
+    /// Exchanges the values of `params` and the shadow: evaluate with the averaged weights,
+    /// then `swap` again to resume training with the live ones, without copying.
+    pub fn swap(&mut self, params: &mut Params) -> Result<()> {
+        self.check_matches("Ema::swap", params)?;
+        for p in params.iter_mut() {
+            let id = self
+                .shadow
+                .id(&p.name)
+                .expect("check_matches found every name");
+            std::mem::swap(&mut p.value, &mut self.shadow.get_mut(id).value);
+        }
+        Ok(())
+    }
+
+    /// Errors unless `params` has the shadow's names, each with the same shape and dtype.
+    fn check_matches(&self, op: &'static str, params: &Params) -> Result<()> {
+        if params.len() != self.shadow.len() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} parameters, the average holds {}",
+                    params.len(),
+                    self.shadow.len()
+                ),
+            ));
+        }
+        for p in params.iter() {
+            let id = self
+                .shadow
+                .id(&p.name)
+                .ok_or_else(|| Error::arg(op, format!("no average for parameter {:?}", p.name)))?;
+            let s = self.shadow.value(id);
+            p.value.shape().expect_eq(op, s.shape())?;
+            if p.value.dtype() != s.dtype() {
+                return Err(Error::DType {
+                    op,
+                    expected: s.dtype().name(),
+                    got: p.value.dtype(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
