@@ -14,8 +14,13 @@ fn shape() -> impl Strategy<Value = Vec<usize>> {
 fn kl_inputs(dims: &[usize], seed: u64) -> Vec<Tensor> {
     (0..4u64)
         .map(|k| {
-            let t = Tensor::randn(dims.to_vec(), if k % 2 == 0 { 1.0 } else { 0.5 }, seed ^ k, DType::F64)
-                .unwrap();
+            let t = Tensor::randn(
+                dims.to_vec(),
+                if k % 2 == 0 { 1.0 } else { 0.5 },
+                seed ^ k,
+                DType::F64,
+            )
+            .unwrap();
             if k % 2 == 0 {
                 t
             } else {
@@ -87,7 +92,12 @@ fn kl_matches_the_formula_and_a_numerical_integral() {
     let (mq, sq, mp, sp) = (0.3, 0.8, -0.4, 1.7);
     let x = |v: f64| Var::constant(Tensor::from_vec(vec![v], [1]).unwrap());
     let t = Tape::new();
-    let got = t.gaussian_kl(&x(mq), &x(sq), &x(mp), &x(sp)).unwrap().value().item().unwrap();
+    let got = t
+        .gaussian_kl(&x(mq), &x(sq), &x(mp), &x(sp))
+        .unwrap()
+        .value()
+        .item()
+        .unwrap();
     let formula = (sp / sq).ln() + (sq * sq + (mq - mp) * (mq - mp)) / (2.0 * sp * sp) - 0.5;
     assert!((got - formula).abs() < 1e-14);
     // ∫ q log(q/p) dx by the midpoint rule over ±12σq.
@@ -112,10 +122,17 @@ fn kl_of_identical_gaussians_is_zero_and_balanced_has_the_same_value() {
     let inputs = kl_inputs(&dims, 5);
     let t = Tape::new();
     let v: Vec<Var> = inputs.iter().cloned().map(Var::constant).collect();
-    let same = t.gaussian_kl(&v[0], &v[1], &v[0], &v[1]).unwrap().value().to_vec_f64().unwrap();
+    let same = t
+        .gaussian_kl(&v[0], &v[1], &v[0], &v[1])
+        .unwrap()
+        .value()
+        .to_vec_f64()
+        .unwrap();
     assert!(same.iter().all(|x| x.abs() < 1e-15), "{same:?}");
     let a = plain(&t, &v).unwrap().value().to_vec_f64().unwrap();
-    let b = t.gaussian_kl_balanced(&v[0], &v[1], &v[2], &v[3], 0.8).unwrap();
+    let b = t
+        .gaussian_kl_balanced(&v[0], &v[1], &v[2], &v[3], 0.8)
+        .unwrap();
     check_close(&b.value().to_vec_f64().unwrap(), &a, 0.0, 0.0).unwrap();
     assert!(a.iter().all(|&x| x >= 0.0));
 }
@@ -141,8 +158,14 @@ fn non_positive_sigmas_bad_alpha_and_mismatches_are_errors() {
     let ok = Var::constant(Tensor::ones([2], DType::F64));
     for bad in [0.0, -1.0, f64::NAN] {
         let s = Var::constant(Tensor::from_vec(vec![1.0, bad], [2]).unwrap());
-        assert!(matches!(t.gaussian_kl(&ok, &s, &ok, &ok), Err(recur::Error::Arg { .. })));
-        assert!(matches!(t.gaussian_kl(&ok, &ok, &ok, &s), Err(recur::Error::Arg { .. })));
+        assert!(matches!(
+            t.gaussian_kl(&ok, &s, &ok, &ok),
+            Err(recur::Error::Arg { .. })
+        ));
+        assert!(matches!(
+            t.gaussian_kl(&ok, &ok, &ok, &s),
+            Err(recur::Error::Arg { .. })
+        ));
         assert!(t.gaussian_kl_balanced(&ok, &s, &ok, &ok, 0.8).is_err());
     }
     for alpha in [-0.1, 1.5, f64::NAN] {
@@ -152,7 +175,13 @@ fn non_positive_sigmas_bad_alpha_and_mismatches_are_errors() {
         ));
     }
     let long = Var::constant(Tensor::ones([3], DType::F64));
-    assert!(matches!(t.gaussian_kl(&ok, &ok, &long, &ok), Err(recur::Error::Shape { .. })));
+    assert!(matches!(
+        t.gaussian_kl(&ok, &ok, &long, &ok),
+        Err(recur::Error::Shape { .. })
+    ));
     let f32s = Var::constant(Tensor::ones([2], DType::F32));
-    assert!(matches!(t.gaussian_kl(&ok, &ok, &ok, &f32s), Err(recur::Error::DType { .. })));
+    assert!(matches!(
+        t.gaussian_kl(&ok, &ok, &ok, &f32s),
+        Err(recur::Error::DType { .. })
+    ));
 }

@@ -100,15 +100,26 @@ proptest! {
 
 #[test]
 fn softmax_and_stablemax_match_naive_formulas_and_differ() {
-    let rows = [[0.3, -1.2, 2.0], [-0.5, -0.5, 4.0], [1.0, 0.0, -3.0], [0.0, 0.0, 0.0]];
+    let rows = [
+        [0.3, -1.2, 2.0],
+        [-0.5, -0.5, 4.0],
+        [1.0, 0.0, -3.0],
+        [0.0, 0.0, 0.0],
+    ];
     let lab = [2usize, 0, 1, 1];
     let x = Tensor::from_vec(rows.concat(), [2, 2, 3]).unwrap();
     let y = Tensor::from_vec(lab.iter().map(|&l| l as i32).collect::<Vec<_>>(), [2, 2]).unwrap();
     let t = Tape::new();
-    let soft = f64s(&t.softmax_cross_entropy(&Var::constant(x.clone()), &y).unwrap());
+    let soft = f64s(
+        &t.softmax_cross_entropy(&Var::constant(x.clone()), &y)
+            .unwrap(),
+    );
     let stable = f64s(&t.stablemax_cross_entropy(&Var::constant(x), &y).unwrap());
     let mean_of = |s: &dyn Fn(f64) -> f64, seq: usize| {
-        (0..2).map(|k| naive_ce(&rows[seq * 2 + k], lab[seq * 2 + k], s)).sum::<f64>() / 2.0
+        (0..2)
+            .map(|k| naive_ce(&rows[seq * 2 + k], lab[seq * 2 + k], s))
+            .sum::<f64>()
+            / 2.0
     };
     let expect_soft: Vec<f64> = (0..2).map(|b| mean_of(&f64::exp, b)).collect();
     let expect_stable: Vec<f64> = (0..2).map(|b| mean_of(&naive_stablemax, b)).collect();
@@ -120,7 +131,9 @@ fn softmax_and_stablemax_match_naive_formulas_and_differ() {
 #[test]
 fn ignored_tokens_contribute_nothing_and_all_ignored_sequence_gives_zero() {
     let x = randn(&[3, 4, 5], 1.0, 7);
-    let lab = vec![1, -100, 3, 0, /* all ignored: */ -100, -100, -100, -100, 4, 4, -100, 2];
+    let lab = vec![
+        1, -100, 3, 0, /* all ignored: */ -100, -100, -100, -100, 4, 4, -100, 2,
+    ];
     let y = Tensor::from_vec(lab.clone(), [3, 4]).unwrap();
     let tape = Tape::new();
     let leaf = tape.leaf(x.clone());
@@ -144,7 +157,10 @@ fn ignored_tokens_contribute_nothing_and_all_ignored_sequence_gives_zero() {
     let mut xv2 = xv.clone();
     xv2[5..10].copy_from_slice(&[9.0, -9.0, 3.0, 0.0, 1.0]);
     let again = tape
-        .softmax_cross_entropy(&Var::constant(Tensor::from_vec(xv2, [3, 4, 5]).unwrap()), &y)
+        .softmax_cross_entropy(
+            &Var::constant(Tensor::from_vec(xv2, [3, 4, 5]).unwrap()),
+            &y,
+        )
         .unwrap();
     assert_eq!(f64s(&again), per);
     // The official lm_loss is the sum of the per-sequence means.
@@ -178,7 +194,10 @@ fn out_of_range_labels_are_errors_naming_the_label() {
     let x = Var::constant(Tensor::zeros([1, 2, 4], DType::F32));
     for bad in [4, -1, -99, 1000] {
         let y = Tensor::from_vec(vec![0, bad], [1, 2]).unwrap();
-        for r in [t.softmax_cross_entropy(&x, &y), t.stablemax_cross_entropy(&x, &y)] {
+        for r in [
+            t.softmax_cross_entropy(&x, &y),
+            t.stablemax_cross_entropy(&x, &y),
+        ] {
             let e = r.unwrap_err();
             assert!(matches!(e, recur::Error::Arg { .. }), "{e}");
             assert!(e.to_string().contains(&format!("label {bad}")), "{e}");
@@ -188,9 +207,15 @@ fn out_of_range_labels_are_errors_naming_the_label() {
     assert!(t.softmax_cross_entropy(&x, &ok).is_ok());
     // Shapes and dtypes.
     let short = Tensor::from_vec(vec![0i32], [1, 1]).unwrap();
-    assert!(matches!(t.softmax_cross_entropy(&x, &short), Err(recur::Error::Shape { .. })));
+    assert!(matches!(
+        t.softmax_cross_entropy(&x, &short),
+        Err(recur::Error::Shape { .. })
+    ));
     let float_labels = Tensor::zeros([1, 2], DType::F32);
-    assert!(matches!(t.softmax_cross_entropy(&x, &float_labels), Err(recur::Error::DType { .. })));
+    assert!(matches!(
+        t.softmax_cross_entropy(&x, &float_labels),
+        Err(recur::Error::DType { .. })
+    ));
     let rank2 = Var::constant(Tensor::zeros([2, 4], DType::F32));
     let y2 = Tensor::from_vec(vec![0i32, 1], [2]).unwrap();
     assert!(t.softmax_cross_entropy(&rank2, &y2).is_err());
@@ -219,10 +244,18 @@ fn masked_cross_entropy_with_empty_mask_is_zero_with_zero_gradient() {
     let t = Tape::new();
     let leaf = t.leaf(randn(&[2, 3, 4], 1.0, 3));
     let targets = Tensor::from_vec(vec![0i32; 6], [2, 3]).unwrap();
-    let loss = t.masked_cross_entropy(&leaf, &targets, &Tensor::zeros([2, 3], DType::F64)).unwrap();
+    let loss = t
+        .masked_cross_entropy(&leaf, &targets, &Tensor::zeros([2, 3], DType::F64))
+        .unwrap();
     assert_eq!(loss.value().item().unwrap(), 0.0);
     let g = t.backward(&loss).unwrap();
-    assert!(g.get(&leaf).unwrap().to_vec_f64().unwrap().iter().all(|&v| v == 0.0));
+    assert!(g
+        .get(&leaf)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
 }
 
 #[test]
@@ -233,7 +266,10 @@ fn masked_cross_entropy_rejects_bad_masks_targets_and_shapes() {
     let neg = Tensor::from_vec(vec![1.0f32, -1.0], [2]).unwrap();
     let nan = Tensor::from_vec(vec![1.0f32, f32::NAN], [2]).unwrap();
     let ones = Tensor::ones([2], DType::F32);
-    assert!(matches!(t.masked_cross_entropy(&x, &targets, &neg), Err(recur::Error::Arg { .. })));
+    assert!(matches!(
+        t.masked_cross_entropy(&x, &targets, &neg),
+        Err(recur::Error::Arg { .. })
+    ));
     assert!(t.masked_cross_entropy(&x, &targets, &nan).is_err());
     let bad = Tensor::from_vec(vec![0i32, 3], [2]).unwrap();
     let e = t.masked_cross_entropy(&x, &bad, &ones).unwrap_err();
@@ -254,16 +290,24 @@ fn bce_matches_naive_formula_and_is_stable_at_extremes() {
     let tt = Tensor::from_vec(ts.to_vec(), [5]).unwrap();
     let t = Tape::new();
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
-    let plain = f64s(&t.bce_with_logits(&Var::constant(x.clone()), &Var::constant(tt.clone())).unwrap());
+    let plain = f64s(
+        &t.bce_with_logits(&Var::constant(x.clone()), &Var::constant(tt.clone()))
+            .unwrap(),
+    );
     let expect: Vec<f64> = xs
         .iter()
         .zip(&ts)
         .map(|(&x, &t)| -(t * sig(x).ln() + (1.0 - t) * (1.0 - sig(x)).ln()))
         .collect();
     check_close(&plain, &expect, 1e-12, 1e-12).unwrap();
-    let w = BceWeights { positive: 4.0, negative: 0.5 };
-    let weighted =
-        f64s(&t.bce_with_logits_weighted(&Var::constant(x), &Var::constant(tt), w).unwrap());
+    let w = BceWeights {
+        positive: 4.0,
+        negative: 0.5,
+    };
+    let weighted = f64s(
+        &t.bce_with_logits_weighted(&Var::constant(x), &Var::constant(tt), w)
+            .unwrap(),
+    );
     let expect: Vec<f64> = xs
         .iter()
         .zip(&ts)
@@ -273,7 +317,9 @@ fn bce_matches_naive_formula_and_is_stable_at_extremes() {
 
     let big = Tensor::from_vec(vec![1000.0f32, -1000.0, 1000.0], [3]).unwrap();
     let targets = Tensor::from_vec(vec![0.0f32, 1.0, 1.0], [3]).unwrap();
-    let out = t.bce_with_logits(&Var::constant(big), &Var::constant(targets)).unwrap();
+    let out = t
+        .bce_with_logits(&Var::constant(big), &Var::constant(targets))
+        .unwrap();
     assert_eq!(out.value().to_vec_f32().unwrap(), [1000.0, 1000.0, 0.0]);
 }
 

@@ -48,14 +48,19 @@ fn noise_equals_the_philox_normal_stream_element_by_element() {
         let expect = sigma as f32 * philox::normal(seed, step, i as u64);
         assert_eq!(v.to_bits(), expect.to_bits(), "element {i}");
     }
-    let n64 = gaussian_noise([10], 2.0, seed, step, DType::F64).unwrap().to_vec_f64().unwrap();
+    let n64 = gaussian_noise([10], 2.0, seed, step, DType::F64)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
     for (i, v) in n64.iter().enumerate() {
         assert_eq!(*v, 2.0 * philox::normal(seed, step, i as u64) as f64);
     }
     // add_noise and reparam_sample use the same draws.
     let z = Tensor::from_vec(vec![1.0f64; 10], [10]).unwrap();
     let t = Tape::new();
-    let added = t.add_noise(&Var::constant(z.clone()), 2.0, seed, step).unwrap();
+    let added = t
+        .add_noise(&Var::constant(z.clone()), 2.0, seed, step)
+        .unwrap();
     let sampled = t
         .reparam_sample(
             &Var::constant(z),
@@ -72,16 +77,31 @@ fn noise_equals_the_philox_normal_stream_element_by_element() {
 #[test]
 fn noise_has_the_requested_mean_and_std_and_streams_are_keyed() {
     let sigma = 0.7;
-    let v = gaussian_noise([200_000], sigma, 5, 0, DType::F64).unwrap().to_vec_f64().unwrap();
+    let v = gaussian_noise([200_000], sigma, 5, 0, DType::F64)
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
     assert!(mean.abs() < 0.01 * sigma * 1.5, "mean {mean}");
     assert!((std - sigma).abs() < 0.01 * sigma, "std {std}");
-    let a = gaussian_noise([8], 1.0, 5, 0, DType::F32).unwrap().to_vec_f32().unwrap();
-    let same = gaussian_noise([8], 1.0, 5, 0, DType::F32).unwrap().to_vec_f32().unwrap();
-    let next_step = gaussian_noise([8], 1.0, 5, 1, DType::F32).unwrap().to_vec_f32().unwrap();
-    let other_seed = gaussian_noise([8], 1.0, 6, 0, DType::F32).unwrap().to_vec_f32().unwrap();
+    let a = gaussian_noise([8], 1.0, 5, 0, DType::F32)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let same = gaussian_noise([8], 1.0, 5, 0, DType::F32)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let next_step = gaussian_noise([8], 1.0, 5, 1, DType::F32)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let other_seed = gaussian_noise([8], 1.0, 6, 0, DType::F32)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     assert_eq!(a, same);
     assert_ne!(a, next_step);
     assert_ne!(a, other_seed);
@@ -92,10 +112,18 @@ fn zero_sigma_returns_the_input_exactly() {
     let mu = Tensor::randn([4, 6], 1.0, 3, DType::F32).unwrap();
     let t = Tape::new();
     let zero = Var::constant(Tensor::zeros([4, 6], DType::F32));
-    let sample = t.reparam_sample(&Var::constant(mu.clone()), &zero, 9, 2).unwrap();
-    assert_eq!(sample.value().to_vec_f32().unwrap(), mu.to_vec_f32().unwrap());
+    let sample = t
+        .reparam_sample(&Var::constant(mu.clone()), &zero, 9, 2)
+        .unwrap();
+    assert_eq!(
+        sample.value().to_vec_f32().unwrap(),
+        mu.to_vec_f32().unwrap()
+    );
     let added = t.add_noise(&Var::constant(mu.clone()), 0.0, 9, 2).unwrap();
-    assert_eq!(added.value().to_vec_f32().unwrap(), mu.to_vec_f32().unwrap());
+    assert_eq!(
+        added.value().to_vec_f32().unwrap(),
+        mu.to_vec_f32().unwrap()
+    );
 }
 
 #[test]
@@ -129,7 +157,10 @@ fn bad_sigmas_dtypes_and_shapes_are_errors() {
     let t = Tape::new();
     let z = Var::constant(Tensor::zeros([3], DType::F32));
     for sigma in [-0.1, f64::NAN, f64::INFINITY] {
-        assert!(matches!(t.add_noise(&z, sigma, 0, 0), Err(recur::Error::Arg { .. })));
+        assert!(matches!(
+            t.add_noise(&z, sigma, 0, 0),
+            Err(recur::Error::Arg { .. })
+        ));
         assert!(gaussian_noise([3], sigma, 0, 0, DType::F32).is_err());
     }
     assert!(matches!(
@@ -137,9 +168,18 @@ fn bad_sigmas_dtypes_and_shapes_are_errors() {
         Err(recur::Error::DType { .. })
     ));
     let ids = Var::constant(Tensor::from_vec(vec![1i32, 2, 3], [3]).unwrap());
-    assert!(matches!(t.add_noise(&ids, 1.0, 0, 0), Err(recur::Error::DType { .. })));
+    assert!(matches!(
+        t.add_noise(&ids, 1.0, 0, 0),
+        Err(recur::Error::DType { .. })
+    ));
     let wrong_shape = Var::constant(Tensor::ones([4], DType::F32));
-    assert!(matches!(t.reparam_sample(&z, &wrong_shape, 0, 0), Err(recur::Error::Shape { .. })));
+    assert!(matches!(
+        t.reparam_sample(&z, &wrong_shape, 0, 0),
+        Err(recur::Error::Shape { .. })
+    ));
     let wrong_dtype = Var::constant(Tensor::ones([3], DType::F64));
-    assert!(matches!(t.reparam_sample(&z, &wrong_dtype, 0, 0), Err(recur::Error::DType { .. })));
+    assert!(matches!(
+        t.reparam_sample(&z, &wrong_dtype, 0, 0),
+        Err(recur::Error::DType { .. })
+    ));
 }

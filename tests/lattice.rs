@@ -47,11 +47,13 @@ impl Boards {
         conflict_logit: f64,
     ) -> &mut Self {
         assert_eq!(cells.len(), self.cells);
+        assert_eq!(value_logits.len(), self.values);
         for (s, (alive, given)) in cells.iter().enumerate() {
-            for c in 0..self.values {
+            for (c, &logit) in value_logits.iter().enumerate() {
                 self.state.push(if alive.contains(&c) { 1.0 } else { 0.0 });
-                self.keep.push(if kills.contains(&(s, c)) { KILL } else { KEEP });
-                self.value.push(value_logits[c]);
+                self.keep
+                    .push(if kills.contains(&(s, c)) { KILL } else { KEEP });
+                self.value.push(logit);
             }
             self.given.push(if *given { 1.0 } else { 0.0 });
         }
@@ -99,11 +101,21 @@ const FLAT: [f64; 3] = [0.0; 3];
 #[test]
 fn solved_board_is_solved_and_unchanged() {
     let mut boards = Boards::new(3, 3);
-    boards.chain(&[(&[0], true), (&[1], false), (&[2], false)], &[], &FLAT, QUIET);
+    boards.chain(
+        &[(&[0], true), (&[1], false), (&[2], false)],
+        &[],
+        &FLAT,
+        QUIET,
+    );
     let out = boards.step(&eval(1));
     assert_eq!(
         out.chains[0],
-        ChainStatus { empty: false, conflict: false, solved: true, decision: None }
+        ChainStatus {
+            empty: false,
+            conflict: false,
+            solved: true,
+            decision: None
+        }
     );
     assert_eq!(out.n_alive.to_vec_i32().unwrap(), [1, 1, 1]);
     assert_eq!(chain_state(&out, 0, 3, 3), boards.state);
@@ -113,14 +125,27 @@ fn solved_board_is_solved_and_unchanged() {
 fn deduction_that_empties_a_cell_is_a_conflict_without_decision() {
     let mut boards = Boards::new(3, 3);
     // Cell 1 loses both of its candidates; cell 2 is still undecided, but no decision is made.
-    boards.chain(&[(&[0], true), (&[0, 1], false), (&[0, 1, 2], false)], &[(1, 0), (1, 1)], &FLAT, QUIET);
+    boards.chain(
+        &[(&[0], true), (&[0, 1], false), (&[0, 1, 2], false)],
+        &[(1, 0), (1, 1)],
+        &FLAT,
+        QUIET,
+    );
     let out = boards.step(&eval(1));
     assert_eq!(
         out.chains[0],
-        ChainStatus { empty: true, conflict: true, solved: false, decision: None }
+        ChainStatus {
+            empty: true,
+            conflict: true,
+            solved: false,
+            decision: None
+        }
     );
     assert_eq!(out.n_alive.to_vec_i32().unwrap(), [1, 0, 3]);
-    assert_eq!(chain_state(&out, 0, 3, 3), [1., 0., 0., 0., 0., 0., 1., 1., 1.]);
+    assert_eq!(
+        chain_state(&out, 0, 3, 3),
+        [1., 0., 0., 0., 0., 0., 1., 1., 1.]
+    );
 }
 
 #[test]
@@ -130,7 +155,15 @@ fn conflict_head_firing_blocks_solved_and_decisions() {
     boards.chain(&[(&[0], false), (&[0, 1], false)], &[], &[0.0; 2], FIRE);
     let out = boards.step(&eval(1));
     for status in &out.chains {
-        assert_eq!(*status, ChainStatus { empty: false, conflict: true, solved: false, decision: None });
+        assert_eq!(
+            *status,
+            ChainStatus {
+                empty: false,
+                conflict: true,
+                solved: false,
+                decision: None
+            }
+        );
     }
     // The threshold is τ: σ(0.2) ≈ 0.55 fires at τ = 0.5 (training) but not at 0.6 (eval).
     let mut boards = Boards::new(1, 2);
@@ -156,10 +189,18 @@ fn kill_never_touches_givens() {
     let mut boards = Boards::new(3, 3);
     // Every keep logit says kill; only the non-given cells lose candidates.
     let all: Vec<(usize, usize)> = (0..3).flat_map(|s| (0..3).map(move |c| (s, c))).collect();
-    boards.chain(&[(&[2], true), (&[0, 1], true), (&[0, 1], false)], &all, &FLAT, QUIET);
+    boards.chain(
+        &[(&[2], true), (&[0, 1], true), (&[0, 1], false)],
+        &all,
+        &FLAT,
+        QUIET,
+    );
     let out = boards.step(&eval(1));
     assert_eq!(out.n_alive.to_vec_i32().unwrap(), [1, 2, 0]);
-    assert_eq!(chain_state(&out, 0, 3, 3), [0., 0., 1., 1., 1., 0., 0., 0., 0.]);
+    assert_eq!(
+        chain_state(&out, 0, 3, 3),
+        [0., 0., 1., 1., 1., 0., 0., 0., 0.]
+    );
     assert!(out.chains[0].empty);
 }
 
@@ -168,13 +209,21 @@ fn undecided_board_gets_one_decision_following_the_philox_layout() {
     let values = [0.5, -1.0, 2.0, 0.0];
     let mut boards = Boards::new(4, 4);
     boards.chain(
-        &[(&[3], true), (&[0, 2, 3], false), (&[1], false), (&[0, 1, 2, 3], false)],
+        &[
+            (&[3], true),
+            (&[0, 2, 3], false),
+            (&[1], false),
+            (&[0, 1, 2, 3], false),
+        ],
         &[(3, 1)],
         &values,
         QUIET,
     );
     let (seed, round) = (42, 7);
-    let out = boards.step(&LatticeParams { round, ..eval(seed) });
+    let out = boards.step(&LatticeParams {
+        round,
+        ..eval(seed)
+    });
     let status = out.chains[0];
     assert!(!status.empty && !status.conflict && !status.solved);
     // n_alive is taken after deduction (cell 3 lost value 1) and before the decision.
@@ -183,7 +232,8 @@ fn undecided_board_gets_one_decision_following_the_philox_layout() {
     let lanes = philox::block(seed, round, 0);
     let undecided = [1, 3];
     let cell = undecided[uniform_index(lanes[0], 2)];
-    let alive: &[usize] = if cell == 1 { &[0, 2, 3] } else { &[0, 2, 3] };
+    // Both undecided cells have the alive values {0, 2, 3}.
+    let alive = [0usize, 2, 3];
     let weights: Vec<f64> = alive.iter().map(|&c| (values[c] / 1.5).exp()).collect();
     let u = philox::to_uniform(lanes[1]) as f64 * weights.iter().sum::<f64>();
     let mut running = 0.0;
@@ -218,8 +268,13 @@ fn replicated(chains: usize, cells: &[(&[usize], bool)], values: &[f64]) -> Boar
 
 #[test]
 fn decisions_pick_only_undecided_cells_and_alive_values_deterministically() {
-    let cells: &[(&[usize], bool)] =
-        &[(&[0, 4], false), (&[2], true), (&[1, 2, 3], false), (&[3], false), (&[0, 1, 2, 3, 4], false)];
+    let cells: &[(&[usize], bool)] = &[
+        (&[0, 4], false),
+        (&[2], true),
+        (&[1, 2, 3], false),
+        (&[3], false),
+        (&[0, 1, 2, 3, 4], false),
+    ];
     let boards = replicated(500, cells, &[0.3, 1.0, -0.5, 0.0, 2.0]);
     for seed in 0..4 {
         let out = boards.step(&eval(seed));
@@ -230,8 +285,14 @@ fn decisions_pick_only_undecided_cells_and_alive_values_deterministically() {
         }
         let again = boards.step(&eval(seed));
         assert_eq!(out.chains, again.chains);
-        assert_eq!(out.state.to_vec_f64().unwrap(), again.state.to_vec_f64().unwrap());
-        let next_round = boards.step(&LatticeParams { round: 1, ..eval(seed) });
+        assert_eq!(
+            out.state.to_vec_f64().unwrap(),
+            again.state.to_vec_f64().unwrap()
+        );
+        let next_round = boards.step(&LatticeParams {
+            round: 1,
+            ..eval(seed)
+        });
         assert_ne!(out.chains, next_round.chains);
     }
 }
@@ -292,10 +353,20 @@ fn value_choice_follows_the_tempered_softmax_over_alive_values() {
     let observed: Vec<usize> = alive.iter().map(|&c| counts[c]).collect();
     // χ² with 3 degrees of freedom: 16.27 is the 0.1% critical value.
     let chi = chi_square(&observed, &probs);
-    assert!(chi < 16.27, "χ² = {chi}, counts {counts:?}, expected {probs:?}");
+    assert!(
+        chi < 16.27,
+        "χ² = {chi}, counts {counts:?}, expected {probs:?}"
+    );
     // A lower temperature sharpens the choice toward the top alive value (index 4).
-    let sharp = boards.step(&LatticeParams { temperature: 0.1, ..eval(11) });
-    let top = sharp.chains.iter().filter(|s| s.decision.unwrap().digit == 4).count();
+    let sharp = boards.step(&LatticeParams {
+        temperature: 0.1,
+        ..eval(11)
+    });
+    let top = sharp
+        .chains
+        .iter()
+        .filter(|s| s.decision.unwrap().digit == 4)
+        .count();
     assert!(top as f64 > 0.99 * sharp.chains.len() as f64);
 }
 
@@ -303,7 +374,7 @@ fn value_choice_follows_the_tempered_softmax_over_alive_values() {
 fn tape_method_records_nothing_and_keeps_the_state_dtype() {
     let mut boards = Boards::new(2, 2);
     boards.chain(&[(&[0, 1], false), (&[1], true)], &[], &[0.0, 1.0], QUIET);
-    let [state, given, keep, value, conflict] = boards.tensors();
+    let [state, _, keep, value, conflict] = boards.tensors();
     let tape = Tape::new();
     let state = tape.leaf(state.to_dtype(DType::BF16).unwrap());
     let given = Var::constant(Tensor::from_vec(vec![0i32, 1], [1, 2]).unwrap());
@@ -322,30 +393,74 @@ fn bad_shapes_dtypes_and_params_are_errors() {
     let mut boards = Boards::new(2, 3);
     boards.chain(&[(&[0, 1], false), (&[1], true)], &[], &FLAT, QUIET);
     let [state, given, keep, value, conflict] = boards.tensors();
-    let heads = LatticeHeads { keep_logits: &keep, value_logits: &value, conflict_logits: &conflict };
+    let heads = LatticeHeads {
+        keep_logits: &keep,
+        value_logits: &value,
+        conflict_logits: &conflict,
+    };
     let p = eval(0);
     assert!(lattice_step(&state, &given, &heads, &p).is_ok());
     let flat = state.reshape([2, 3]).unwrap();
-    assert!(matches!(lattice_step(&flat, &given, &heads, &p), Err(recur::Error::Shape { .. })));
+    assert!(matches!(
+        lattice_step(&flat, &given, &heads, &p),
+        Err(recur::Error::Shape { .. })
+    ));
     let wrong_given = Tensor::zeros([1, 3], DType::F32);
-    assert!(matches!(lattice_step(&state, &wrong_given, &heads, &p), Err(recur::Error::Shape { .. })));
+    assert!(matches!(
+        lattice_step(&state, &wrong_given, &heads, &p),
+        Err(recur::Error::Shape { .. })
+    ));
     let wrong_conflict = Tensor::zeros([2], DType::F64);
-    let h = LatticeHeads { conflict_logits: &wrong_conflict, ..heads };
-    assert!(matches!(lattice_step(&state, &given, &h, &p), Err(recur::Error::Shape { .. })));
+    let h = LatticeHeads {
+        conflict_logits: &wrong_conflict,
+        ..heads
+    };
+    assert!(matches!(
+        lattice_step(&state, &given, &h, &p),
+        Err(recur::Error::Shape { .. })
+    ));
     let wrong_keep = Tensor::zeros([1, 2, 2], DType::F64);
-    let h = LatticeHeads { keep_logits: &wrong_keep, ..heads };
-    assert!(matches!(lattice_step(&state, &given, &h, &p), Err(recur::Error::Shape { .. })));
+    let h = LatticeHeads {
+        keep_logits: &wrong_keep,
+        ..heads
+    };
+    assert!(matches!(
+        lattice_step(&state, &given, &h, &p),
+        Err(recur::Error::Shape { .. })
+    ));
     let int_state = Tensor::from_vec(vec![1i32; 6], [1, 2, 3]).unwrap();
-    assert!(matches!(lattice_step(&int_state, &given, &heads, &p), Err(recur::Error::DType { .. })));
+    assert!(matches!(
+        lattice_step(&int_state, &given, &heads, &p),
+        Err(recur::Error::DType { .. })
+    ));
     for bad in [
-        LatticeParams { temperature: 0.0, ..p },
-        LatticeParams { temperature: f64::NAN, ..p },
-        LatticeParams { kill_threshold: 1.5, ..p },
-        LatticeParams { conflict_threshold: -0.1, ..p },
+        LatticeParams {
+            temperature: 0.0,
+            ..p
+        },
+        LatticeParams {
+            temperature: f64::NAN,
+            ..p
+        },
+        LatticeParams {
+            kill_threshold: 1.5,
+            ..p
+        },
+        LatticeParams {
+            conflict_threshold: -0.1,
+            ..p
+        },
     ] {
-        assert!(matches!(lattice_step(&state, &given, &heads, &bad), Err(recur::Error::Arg { .. })));
+        assert!(matches!(
+            lattice_step(&state, &given, &heads, &bad),
+            Err(recur::Error::Arg { .. })
+        ));
     }
     let no_values = Tensor::zeros([1, 2, 0], DType::F64);
-    let h = LatticeHeads { keep_logits: &no_values, value_logits: &no_values, ..heads };
+    let h = LatticeHeads {
+        keep_logits: &no_values,
+        value_logits: &no_values,
+        ..heads
+    };
     assert!(lattice_step(&no_values, &given, &h, &p).is_err());
 }

@@ -109,7 +109,13 @@ pub fn train(cfg: &DemoConfig, mut progress: impl FnMut(Progress)) -> Result<Dem
         eps: 1e-8,
         weight_decay: cfg.weight_decay,
     })?;
-    let schedule = WarmupCosine::new(cfg.lr, cfg.warmup_steps as u64, cfg.max_steps as u64, 0.1)?;
+    let schedule = WarmupCosine::new(
+        cfg.lr,
+        // A run shorter than the warmup just warms up.
+        cfg.warmup_steps.min(cfg.max_steps) as u64,
+        cfg.max_steps as u64,
+        0.1,
+    )?;
 
     // Three independent streams: training batches, the early-stopping set, the final test set.
     let mut train_rng = StdRng::seed_from_u64(cfg.seed);

@@ -60,7 +60,10 @@ fn check_inputs(xs: &KlInputs<'_>) -> Result<DType> {
 
 /// Errors unless every standard deviation is positive (and not NaN).
 fn check_sigmas<T: Real>(sigma_q: &[T], sigma_p: &[T]) -> Result<()> {
-    let bad = sigma_q.iter().chain(sigma_p).find(|s| !(s.f64() > 0.0));
+    let bad = sigma_q
+        .iter()
+        .chain(sigma_p)
+        .find(|s| s.f64().is_nan() || s.f64() <= 0.0);
     match bad {
         Some(s) => Err(Error::arg(
             OP,

@@ -215,7 +215,7 @@ fn step_chain(
         .chunks(values)
         .map(|cell| cell.iter().filter(|&&a| a).count() as i32)
         .collect();
-    let empty = n_alive.iter().any(|&n| n == 0);
+    let empty = n_alive.contains(&0);
     let conflict = empty || sigmoid(x.conflict_logit) > p.conflict_threshold;
     let solved = !conflict && n_alive.iter().all(|&n| n == 1);
     let mut decision = None;
