@@ -56,23 +56,28 @@ pub fn run(args: DemoArgs) -> Result<()> {
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let mut held_out = f64::NAN;
-    let report = demo::train(&cfg, |p| match p {
-        Progress::Step {
-            step,
-            loss,
-            accuracy,
-        } => {
-            bar.set_position(step as u64);
-            bar.set_message(format!(
-                "loss {loss:.4} train acc {:.1}% held-out acc {:.1}%",
-                100.0 * accuracy,
-                100.0 * held_out
-            ));
+    let (mut loss, mut train_acc, mut held_out) = (f64::NAN, f64::NAN, None::<f64>);
+    let report = demo::train(&cfg, |p| {
+        match p {
+            Progress::Step {
+                step,
+                loss: l,
+                accuracy,
+            } => {
+                bar.set_position(step as u64);
+                (loss, train_acc) = (l, accuracy);
+            }
+            Progress::Eval { accuracy, .. } => held_out = Some(accuracy),
         }
-        Progress::Eval { accuracy, .. } => held_out = accuracy,
+        let held_out = held_out.map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a));
+        bar.set_message(format!(
+            "loss {loss:.4} train acc {:.1}% held-out acc {held_out} (stops at {:.1}%)",
+            100.0 * train_acc,
+            100.0 * cfg.target_accuracy
+        ));
     })?;
-    bar.finish();
+    // Keep the bar where training stopped (it usually stops early at the target accuracy).
+    bar.abandon();
     println!(
         "done: {} steps in {:.1} s, {} parameters; test token accuracy {:.2}%, test sequences fully sorted {:.2}%",
         report.steps,
