@@ -283,6 +283,38 @@ impl Tensor {
         }
     }
 
+    /// The raw little-endian bytes of the storage, as a device copy needs them.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &*self.data {
+            HostData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            HostData::BF16(v) => bytemuck::cast_slice(v).to_vec(),
+            HostData::F64(v) => bytemuck::cast_slice(v).to_vec(),
+            HostData::I32(v) => bytemuck::cast_slice(v).to_vec(),
+        }
+    }
+
+    /// A tensor from raw bytes of `dtype` (the inverse of `to_bytes`).
+    pub fn from_bytes(bytes: &[u8], shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
+        let shape = shape.into();
+        if bytes.len() != shape.numel() * dtype.size_in_bytes() {
+            return Err(Error::shape(
+                "Tensor::from_bytes",
+                format!("{} bytes for {dtype} shape {shape}", bytes.len()),
+            ));
+        }
+        // pod_collect_to_vec copies, so `bytes` needs no particular alignment.
+        let data = match dtype {
+            DType::F32 => HostData::F32(bytemuck::pod_collect_to_vec(bytes)),
+            DType::BF16 => HostData::BF16(bytemuck::pod_collect_to_vec(bytes)),
+            DType::F64 => HostData::F64(bytemuck::pod_collect_to_vec(bytes)),
+            DType::I32 => HostData::I32(bytemuck::pod_collect_to_vec(bytes)),
+        };
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
+    }
+
     /// Copies to a host Vec of f32 (bf16 and f64 converted). Errors for integer tensors.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         Ok(match self.real_data("to_vec_f32")? {

@@ -156,3 +156,26 @@ impl GradCheck {
         Ok(())
     }
 }
+
+/// Defines one kernel test, run on every backend: `<name>::emu` on the CPU emulator (always) and
+/// `<name>::cuda` on a GPU (skipped with a printed reason when there is none). `cargo test emu`
+/// selects the emulator runs. The body is a function `fn(&dyn KernelBackend)`.
+#[macro_export]
+macro_rules! kernel_test {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[test]
+            fn emu() {
+                let dev = $crate::device::emu::Emu::new().expect("the CPU emulator always exists");
+                $body(&dev);
+            }
+            #[test]
+            fn cuda() {
+                match $crate::device::cuda::Cuda::new(0) {
+                    Ok(dev) => $body(&dev),
+                    Err(e) => eprintln!("skipping {}::cuda: {e}", module_path!()),
+                }
+            }
+        }
+    };
+}

@@ -1,6 +1,11 @@
 //! Backends. `cpu` is the pure-Rust reference: every op's forward and backward, written for
 //! clarity, on host tensors. It is the executable spec the CUDA kernels are tested against.
 
+pub mod backend;
 pub mod cpu;
+pub mod device_tensor;
+
+pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+pub use device_tensor::DeviceTensor;
 
 pub use crate::tensor::Device;
