@@ -3,7 +3,9 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod device_tensor;
+pub mod emu;
 
 pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 pub use device_tensor::DeviceTensor;
