@@ -4,6 +4,7 @@
 //! Layers, top to bottom: `ops` (differentiable ops on the `tape`), `device` (the CPU reference
 //! today; CUDA and the CPU-emulated CUDA kernels next), `tensor`.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod device;

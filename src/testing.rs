@@ -164,6 +164,10 @@ impl GradCheck {
 macro_rules! kernel_test {
     ($name:ident, $body:path) => {
         mod $name {
+            // The body is named from the enclosing test file, as written there.
+            #[allow(unused_imports)]
+            use super::*;
+
             #[test]
             fn emu() {
                 let dev = $crate::device::emu::Emu::new().expect("the CPU emulator always exists");

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and one module per subcommand.
 
 mod demo;
+mod info;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -20,10 +21,14 @@ pub struct Cli {
 pub enum Command {
     /// Train a small TRM-block transformer to sort digits on the CPU, and report its accuracy.
     Demo(demo::DemoArgs),
+    /// Show the backends this machine has (CPU, CPU emulator, GPU), the NVRTC that compiles the
+    /// kernels, and with --kernels every kernel's registers, spills and shared memory.
+    Info(info::InfoArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Info(args) => info::run(args),
     }
 }

@@ -97,4 +97,14 @@ pub trait KernelBackend: Send + Sync {
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()>;
     /// Waits for all launched work.
     fn synchronize(&self) -> Result<()>;
+
+    /// Milliseconds that `work` takes on the device: wall clock between two synchronisations.
+    /// Backends with device events override this with event timing.
+    fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.synchronize()?;
+        let start = std::time::Instant::now();
+        work()?;
+        self.synchronize()?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
 }

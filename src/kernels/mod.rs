@@ -3,6 +3,7 @@
 //! `KernelBackend`.
 
 pub mod activation;
+pub mod copy;
 pub mod elementwise;
 pub mod embedding;
 pub mod layout;

@@ -1,0 +1,213 @@
+//! The CUDA backend: the project's kernels on a real GPU through cudarc.
+//!
+//! - `Cuda::new` never panics: without the driver library, a GPU or NVRTC it returns an error
+//!   that names what is missing and how to get it (cudarc itself panics on a missing library).
+//! - One compute stream made with `new_stream`, with cudarc's per-buffer event tracking off:
+//!   the legacy default stream cannot be captured into a CUDA graph, and tracking events would
+//!   leak into captures. All work is ordered on that one stream.
+//! - Memory comes from a caching allocator (`allocator`); kernels are compiled by NVRTC from
+//!   `kernels::expand_includes(file)` on first use of a file and cached in memory and on disk
+//!   (`image_cache`), then looked up by name (`modules`).
+//! - Nothing in `alloc` (once warm) or `launch` reads back from the device, so a whole training
+//!   step can be captured as a CUDA graph.
+//!
+//! NVRTC is found through `RECUR_NVRTC_DIR` or the loader's default search (`libraries`).
+
+pub mod allocator;
+pub mod image_cache;
+pub mod kernel_report;
+pub mod launch;
+pub mod libraries;
+pub mod modules;
+pub mod nvrtc;
+pub mod resources;
+
+use crate::device::backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use crate::error::{Error, Result};
+use allocator::{CachingAllocator, PooledBlock};
+use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
+use modules::KernelRegistry;
+use std::sync::Arc;
+
+/// The crate error for a CUDA-side failure (missing library, driver error, compile error).
+pub(crate) fn cuda_error(msg: impl Into<String>) -> Error {
+    Error::arg("cuda", msg)
+}
+
+/// What `recur info` says about a GPU.
+#[derive(Clone, Debug)]
+pub struct DeviceFacts {
+    pub ordinal: usize,
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    pub multiprocessors: i32,
+    pub memory_bytes: usize,
+    /// The CUDA version the driver supports, e.g. (13, 0).
+    pub driver_version: (i32, i32),
+}
+
+impl DeviceFacts {
+    /// Asks the driver about GPU `ordinal`; needs libcuda but not NVRTC.
+    pub fn query(ordinal: usize) -> Result<DeviceFacts> {
+        libraries::driver().map_err(cuda_error)?;
+        let err = |what: &str| {
+            let what = what.to_string();
+            move |e: driver::DriverError| cuda_error(format!("no GPU: {what}: {e}"))
+        };
+        driver::init().map_err(err("cuInit"))?;
+        let count = driver::device::get_count().map_err(err("cuDeviceGetCount"))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(cuda_error(format!(
+                "no GPU {ordinal}: the driver sees {count} device(s)"
+            )));
+        }
+        let device = driver::device::get(ordinal as i32).map_err(err("cuDeviceGet"))?;
+        // Safety: `device` is a valid handle from cuDeviceGet.
+        let attribute = |a: sys::CUdevice_attribute| unsafe {
+            driver::device::get_attribute(device, a).map_err(err("cuDeviceGetAttribute"))
+        };
+        use sys::CUdevice_attribute as A;
+        let mut version = 0;
+        // Safety: plain out-parameter call into the loaded driver.
+        unsafe { sys::cuDriverGetVersion(&mut version) }
+            .result()
+            .map_err(err("cuDriverGetVersion"))?;
+        Ok(DeviceFacts {
+            ordinal,
+            name: driver::device::get_name(device).map_err(err("cuDeviceGetName"))?,
+            compute_capability: (
+                attribute(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
+                attribute(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
+            ),
+            multiprocessors: attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
+            // Safety: as above.
+            memory_bytes: unsafe { driver::device::total_mem(device) }
+                .map_err(err("cuDeviceTotalMem"))?,
+            driver_version: (version / 1000, version % 1000 / 10),
+        })
+    }
+}
+
+/// A GPU running the project's kernels.
+pub struct Cuda {
+    facts: DeviceFacts,
+    /// The NVRTC target its kernels are compiled for (`sm_90`, or `compute_XX` PTX for a device
+    /// newer than NVRTC).
+    arch: String,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    allocator: Arc<CachingAllocator>,
+    kernels: KernelRegistry,
+}
+
+impl Cuda {
+    /// Opens GPU `ordinal`, or says why it cannot (no driver, no such GPU, no NVRTC).
+    pub fn new(ordinal: usize) -> Result<Cuda> {
+        let facts = DeviceFacts::query(ordinal)?;
+        let nvrtc = libraries::nvrtc().map_err(cuda_error)?;
+        let arch = nvrtc::target_for_device(facts.compute_capability, &nvrtc.supported_archs)?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| cuda_error(format!("cannot create a context on GPU {ordinal}: {e}")))?;
+        // Safety: called before any allocation or stream exists on this context.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| cuda_error(format!("cannot create a stream: {e}")))?;
+        Ok(Cuda {
+            kernels: KernelRegistry::new(ctx.clone(), arch.clone()),
+            allocator: CachingAllocator::new(stream.clone()),
+            facts,
+            arch,
+            ctx,
+            stream,
+        })
+    }
+
+    pub fn facts(&self) -> &DeviceFacts {
+        &self.facts
+    }
+
+    /// The NVRTC target kernels are compiled for.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+
+    /// Device memory held by the allocator's free lists.
+    pub fn cached_bytes(&self) -> usize {
+        self.allocator.cached_bytes()
+    }
+
+    fn block<'a>(&self, buf: &'a DeviceBuffer) -> Result<&'a PooledBlock> {
+        buf.handle::<PooledBlock>()
+            .ok_or_else(|| cuda_error("a buffer of another backend was given to CUDA"))
+    }
+
+    fn driver_call<T>(&self, what: &str, result: Result<T, driver::DriverError>) -> Result<T> {
+        result.map_err(|e| cuda_error(format!("{what} on {}: {e}", self.name())))
+    }
+}
+
+impl KernelBackend for Cuda {
+    fn name(&self) -> String {
+        format!("cuda:{} {}", self.facts.ordinal, self.facts.name)
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        let block = self.allocator.allocate(bytes)?;
+        Ok(DeviceBuffer::new(bytes, Box::new(block)))
+    }
+
+    fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        let mut buf = self.alloc(bytes.len())?;
+        if !bytes.is_empty() {
+            let block = buf
+                .handle_mut::<PooledBlock>()
+                .expect("allocated by this backend");
+            let mut dst = block.slice_mut().slice_mut(0..bytes.len());
+            let copied = self.stream.memcpy_htod(bytes, &mut dst);
+            self.driver_call("copying to the device", copied)?;
+        }
+        Ok(buf)
+    }
+
+    fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
+        let mut host = vec![0u8; buf.len_bytes()];
+        if !host.is_empty() {
+            let src = self.block(buf)?.slice().slice(0..host.len());
+            let copied = self.stream.memcpy_dtoh(&src, &mut host);
+            self.driver_call("copying from the device", copied)?;
+        }
+        self.synchronize()?;
+        Ok(host)
+    }
+
+    fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
+        launch::check_config(name, &cfg)?;
+        let params = launch::param_values(name, args)?;
+        let function = self.kernels.kernel(name, cfg.shared_mem_bytes)?;
+        launch::enqueue(&self.stream, name, &function, &cfg, &params)
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        let done = self.stream.synchronize();
+        self.driver_call("waiting for the stream", done)
+    }
+
+    /// Device time between two events around `work`, which is what kernels cost without the
+    /// host's launch overhead and timer noise.
+    fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        let timed_event = || {
+            let event = self
+                .ctx
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT));
+            self.driver_call("creating an event", event)
+        };
+        let (start, stop) = (timed_event()?, timed_event()?);
+        self.driver_call("recording an event", start.record(&self.stream))?;
+        work()?;
+        self.driver_call("recording an event", stop.record(&self.stream))?;
+        self.driver_call("waiting for an event", stop.synchronize())?;
+        let elapsed = start.elapsed_ms(&stop);
+        Ok(self.driver_call("reading an event", elapsed)? as f64)
+    }
+}
