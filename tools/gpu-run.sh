@@ -131,7 +131,13 @@ if nvrtc_dir=$(find_nvrtc_dir); then
 else
     note "- NVRTC: NOT FOUND (CUDA tests will skip)"
 fi
-if sanitizer=$(find_sanitizer); then note "- compute-sanitizer: $sanitizer"; else note "- compute-sanitizer: not found"; fi
+if sanitizer=$(find_sanitizer); then
+    note "- compute-sanitizer: $sanitizer"
+else
+    note "- compute-sanitizer: not found"
+    # A dry run still shows the sanitizer commands a GPU machine would run.
+    ((dry_run)) && sanitizer=compute-sanitizer
+fi
 
 # --- binaries ---------------------------------------------------------------------------------
 shopt -s nullglob

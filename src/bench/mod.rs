@@ -69,7 +69,9 @@ pub fn measure(
 pub fn copy_bandwidth_gbs(dev: &dyn KernelBackend, bytes: usize, runs: usize) -> Result<f64> {
     let src: DeviceBuffer = dev.upload(&vec![1u8; bytes])?;
     let mut dst = dev.alloc(bytes)?;
-    let m = measure(&DeviceClock(dev), 2, runs, &mut || copy_bytes(dev, &mut dst, &src))?;
+    let m = measure(&DeviceClock(dev), 2, runs, &mut || {
+        copy_bytes(dev, &mut dst, &src)
+    })?;
     Ok(2.0 * bytes as f64 / (m.median_ms * 1e-3) / 1e9)
 }
 
