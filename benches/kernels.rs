@@ -1,11 +1,11 @@
 //! Criterion benches of the CUDA kernels, per case of `recur bench` (TRM Sudoku shapes), on the
-//! emulator and, when a GPU is present, on CUDA. The emulator numbers measure the shim, not a GPU;
+//! CPU reference, the emulator and, when a GPU is present, on CUDA. The emulator numbers measure the shim, not a GPU;
 //! they are here so the harness runs everywhere and regressions in Emu speed show.
 //!
-//! Run: `cargo bench --bench kernels` (filter with `-- emu` or `-- cuda`).
+//! Run: `cargo bench --bench kernels` (filter with `-- cpu`, `-- emu` or `-- cuda`).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use recur::bench::suite::kernel_cases;
+use recur::bench::suite::{cpu_cases, kernel_cases};
 use recur::device::cuda::Cuda;
 use recur::device::emu::Emu;
 use recur::device::KernelBackend;
@@ -24,6 +24,16 @@ fn bench_backend(c: &mut Criterion, label: &str, dev: &dyn KernelBackend, batch:
     group.finish();
 }
 
+/// The same cases on the CPU reference, the baseline each kernel is compared with.
+fn cpu_reference(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cpu_b8");
+    for mut case in cpu_cases(8).expect("bench inputs") {
+        group.throughput(Throughput::Bytes(case.bytes as u64));
+        group.bench_function(case.kernel, |b| b.iter(|| (case.run)().expect("cpu op")));
+    }
+    group.finish();
+}
+
 fn kernels(c: &mut Criterion) {
     let emu = Emu::new().expect("the emulator always exists");
     bench_backend(c, "emu", &emu, 1);
@@ -36,6 +46,6 @@ fn kernels(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(std::time::Duration::from_millis(300));
-    targets = kernels
+    targets = cpu_reference, kernels
 }
 criterion_main!(benches);

@@ -25,6 +25,11 @@ pub enum Error {
     #[error("tape: {0}")]
     Tape(String),
 
+    /// A device backend failed or is missing (no GPU, no NVRTC, a kernel that did not compile,
+    /// a launch the emulator could not run).
+    #[error("{backend}: {msg}")]
+    Device { backend: &'static str, msg: String },
+
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -45,6 +50,12 @@ impl Error {
     pub fn arg(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Arg {
             op,
+            msg: msg.into(),
+        }
+    }
+    pub fn device(backend: &'static str, msg: impl Into<String>) -> Self {
+        Error::Device {
+            backend,
             msg: msg.into(),
         }
     }

@@ -4,7 +4,11 @@ use crate::device::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 use crate::error::{Error, Result};
 
 /// Copies all of `src` into `dst` (same length).
-pub fn copy_bytes(dev: &dyn KernelBackend, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
+pub fn copy_bytes(
+    dev: &dyn KernelBackend,
+    dst: &mut DeviceBuffer,
+    src: &DeviceBuffer,
+) -> Result<()> {
     let n = src.len_bytes();
     if dst.len_bytes() != n {
         return Err(Error::shape(
@@ -18,6 +22,10 @@ pub fn copy_bytes(dev: &dyn KernelBackend, dst: &mut DeviceBuffer, src: &DeviceB
     dev.launch(
         "copy_bytes",
         cfg,
-        &mut [KernelArg::Out(dst), KernelArg::In(src), KernelArg::I64(n as i64)],
+        &mut [
+            KernelArg::Out(dst),
+            KernelArg::In(src),
+            KernelArg::I64(n as i64),
+        ],
     )
 }

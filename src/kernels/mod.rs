@@ -23,7 +23,10 @@ pub fn source(file: &str) -> Option<&'static str> {
 
 /// The `.cu` files: the units NVRTC compiles (headers are inlined into them).
 pub fn compilation_units() -> impl Iterator<Item = &'static str> {
-    SOURCES.iter().map(|(n, _)| *n).filter(|n| n.ends_with(".cu"))
+    SOURCES
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.ends_with(".cu"))
 }
 
 /// `file` with every `#include "x.cuh"` of a file in `kernels/` replaced by that file's text,
@@ -31,9 +34,8 @@ pub fn compilation_units() -> impl Iterator<Item = &'static str> {
 /// disk, so the binary carries everything it compiles.
 pub fn expand_includes(file: &str) -> Result<String> {
     fn expand(file: &str, seen: &mut Vec<String>, out: &mut String) -> Result<()> {
-        let text = source(file).ok_or_else(|| {
-            Error::arg("kernels", format!("no kernel source named {file:?}"))
-        })?;
+        let text = source(file)
+            .ok_or_else(|| Error::arg("kernels", format!("no kernel source named {file:?}")))?;
         for line in text.lines() {
             let trimmed = line.trim();
             if trimmed == "#pragma once" {

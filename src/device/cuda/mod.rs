@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 /// The crate error for a CUDA-side failure (missing library, driver error, compile error).
 pub(crate) fn cuda_error(msg: impl Into<String>) -> Error {
-    Error::arg("cuda", msg)
+    Error::device("cuda", msg)
 }
 
 /// What `recur info` says about a GPU.

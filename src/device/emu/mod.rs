@@ -86,7 +86,7 @@ impl KernelBackend for Emu {
                     files.join(", ")
                 ));
             }
-            Error::arg("emu", msg)
+            Error::device("emu", msg)
         })
     }
 
