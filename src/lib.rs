@@ -1,8 +1,9 @@
 //! recur: small recursive reasoning models (HRM, TRM, PTRM, GRAM, LDT, Sotaku) on hand-written
 //! CUDA kernels, with a pure-Rust CPU reference backend and a minimal autograd tape.
 //!
-//! Layers, top to bottom: `ops` (differentiable ops on the `tape`), `device` (the CPU reference
-//! today; CUDA and the CPU-emulated CUDA kernels next), `tensor`.
+//! Layers, top to bottom: `ops` (differentiable ops on the `tape`), `kernels` (launchers for the
+//! CUDA C in `kernels/`), `device` (the CPU reference, and the two kernel backends: `cuda` on a GPU
+//! and `emu`, the same CUDA C run on the CPU), `tensor`.
 
 pub mod bench;
 pub mod cli;

@@ -38,6 +38,81 @@ pub struct Case<'a> {
     pub run: Box<dyn FnMut() -> Result<()> + 'a>,
 }
 
+/// A case's cost model: the shape it reports, its FLOPs and the minimum bytes it moves.
+struct Cost {
+    shape: String,
+    flops: f64,
+    bytes: f64,
+}
+
+impl<'a> Case<'a> {
+    fn costed(kernel: &'static str, cost: Cost, run: impl FnMut() -> Result<()> + 'a) -> Self {
+        Case {
+            kernel,
+            shape: cost.shape,
+            flops: cost.flops,
+            bytes: cost.bytes,
+            run: Box::new(run),
+        }
+    }
+}
+
+// The cost models of the cases both suites time, for elements of `eb` bytes (2 for the bf16
+// kernels, 4 for the f32 CPU reference).
+
+/// Injecting 3 terms of `[b, SEQ, HIDDEN]`: 2 adds an element, 3 reads and a write.
+fn inject_add_cost(b: usize, eb: f64) -> Cost {
+    let act = [b, SEQ, HIDDEN];
+    let n = (b * SEQ * HIDDEN) as f64;
+    Cost {
+        shape: format!("{act:?}"),
+        flops: 2.0 * n,
+        bytes: 4.0 * n * eb,
+    }
+}
+
+/// SwiGLU of `[b, SEQ, 2·INTER]`.
+fn swiglu_cost(b: usize, eb: f64) -> Cost {
+    let m = (b * SEQ * INTER) as f64;
+    Cost {
+        shape: format!("[{b}, {SEQ}, {}]", 2 * INTER),
+        flops: 6.0 * m,
+        bytes: 3.0 * m * eb,
+    }
+}
+
+/// Transposing `[b, SEQ, HIDDEN]`: one read and one write an element.
+fn transpose_cost(b: usize, eb: f64) -> Cost {
+    let act = [b, SEQ, HIDDEN];
+    let n = (b * SEQ * HIDDEN) as f64;
+    Cost {
+        shape: format!("{act:?}"),
+        flops: 0.0,
+        bytes: 2.0 * n * eb,
+    }
+}
+
+/// Stablemax cross-entropy of `[b, CELLS, VOCAB]` logits against i32 labels, one f32 loss per
+/// sequence.
+fn stablemax_ce_cost(b: usize, eb: f64) -> Cost {
+    let l = (b * CELLS * VOCAB) as f64;
+    Cost {
+        shape: format!("[{b}, {CELLS}, {VOCAB}]"),
+        flops: 5.0 * l,
+        bytes: l * eb + (b * CELLS * 4 + b * 4) as f64,
+    }
+}
+
+/// The qkv projection `[b·SEQ, HIDDEN] × [3·HIDDEN, HIDDEN]ᵀ`.
+fn qkv_linear_cost(b: usize, eb: f64) -> Cost {
+    let (mm, nn, kk) = ((b * SEQ) as f64, (3 * HIDDEN) as f64, HIDDEN as f64);
+    Cost {
+        shape: format!("[{}, {HIDDEN}] x [{}, {HIDDEN}]ᵀ", b * SEQ, 3 * HIDDEN),
+        flops: 2.0 * mm * nn * kk,
+        bytes: (mm * kk + nn * kk + mm * nn) * eb,
+    }
+}
+
 fn rows(opts: SuiteOptions, clock: &dyn Clock, cases: Vec<Case<'_>>) -> Result<Vec<RooflineRow>> {
     cases
         .into_iter()
@@ -90,36 +165,27 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
         up(&randn(&act, 3, bf)?)?,
     );
     let mut out = DeviceTensor::uninit(dev, act, bf)?;
-    cases.push(Case {
-        kernel: "inject_add_fwd_bf16 (3 terms)",
-        shape: format!("{act:?}"),
-        flops: 2.0 * n,
-        bytes: 4.0 * n * 2.0,
-        run: Box::new(move || {
-            kernels::elementwise::inject_add_fwd_into(dev, &[&z, &y, &x], &mut out)
-        }),
-    });
+    cases.push(Case::costed(
+        "inject_add_fwd_bf16 (3 terms)",
+        inject_add_cost(b, 2.0),
+        move || kernels::elementwise::inject_add_fwd_into(dev, &[&z, &y, &x], &mut out),
+    ));
 
     let gate_up = up(&randn(&[b, SEQ, 2 * INTER], 4, bf)?)?;
     let mut hidden = DeviceTensor::uninit(dev, [b, SEQ, INTER], bf)?;
-    let m = (b * SEQ * INTER) as f64;
-    cases.push(Case {
-        kernel: "swiglu_fwd_bf16",
-        shape: format!("[{b}, {SEQ}, {}]", 2 * INTER),
-        flops: 6.0 * m,
-        bytes: 3.0 * m * 2.0,
-        run: Box::new(move || kernels::activation::swiglu_fwd_into(dev, &gate_up, &mut hidden)),
-    });
+    cases.push(Case::costed(
+        "swiglu_fwd_bf16",
+        swiglu_cost(b, 2.0),
+        move || kernels::activation::swiglu_fwd_into(dev, &gate_up, &mut hidden),
+    ));
 
     let h = up(&randn(&act, 5, bf)?)?;
     let mut ht = DeviceTensor::uninit(dev, [b, HIDDEN, SEQ], bf)?;
-    cases.push(Case {
-        kernel: "transpose_last2_fwd_bf16",
-        shape: format!("{act:?}"),
-        flops: 0.0,
-        bytes: 2.0 * n * 2.0,
-        run: Box::new(move || kernels::layout::transpose_last2_fwd_into(dev, &h, &mut ht)),
-    });
+    cases.push(Case::costed(
+        "transpose_last2_fwd_bf16",
+        transpose_cost(b, 2.0),
+        move || kernels::layout::transpose_last2_fwd_into(dev, &h, &mut ht),
+    ));
 
     let tokens = up(&ids(&[b, SEQ], VOCAB, 6)?)?;
     let table = up(&randn(&[VOCAB, HIDDEN], 7, bf)?)?;
@@ -137,13 +203,10 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
     let logits = up(&randn(&[b, CELLS, VOCAB], 8, bf)?)?;
     let labels = up(&ids(&[b, CELLS], VOCAB, 9)?)?;
     let mut loss = DeviceTensor::uninit(dev, [b], DType::F32)?;
-    let l = (b * CELLS * VOCAB) as f64;
-    cases.push(Case {
-        kernel: "stablemax_ce_fwd_bf16",
-        shape: format!("[{b}, {CELLS}, {VOCAB}]"),
-        flops: 5.0 * l,
-        bytes: l * 2.0 + (b * CELLS * 4 + b * 4) as f64,
-        run: Box::new(move || {
+    cases.push(Case::costed(
+        "stablemax_ce_fwd_bf16",
+        stablemax_ce_cost(b, 2.0),
+        move || {
             kernels::loss::sequence_ce_fwd_into(
                 dev,
                 &logits,
@@ -151,54 +214,68 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
                 cpu::loss::Normalizer::Stablemax,
                 &mut loss,
             )
-        }),
-    });
+        },
+    ));
 
     let x2 = up(&randn(&[b * SEQ, HIDDEN], 10, bf)?)?;
     let w = up(&randn(&[3 * HIDDEN, HIDDEN], 11, bf)?)?;
     let mut qkv = DeviceTensor::uninit(dev, [b * SEQ, 3 * HIDDEN], bf)?;
-    let (mm, nn, kk) = ((b * SEQ) as f64, (3 * HIDDEN) as f64, HIDDEN as f64);
-    cases.push(Case {
-        kernel: "linear_fwd_bf16 (qkv_proj, tiled)",
-        shape: format!("[{}, {HIDDEN}] x [{}, {HIDDEN}]ᵀ", b * SEQ, 3 * HIDDEN),
-        flops: 2.0 * mm * nn * kk,
-        bytes: (mm * kk + nn * kk + mm * nn) * 2.0,
-        run: Box::new(move || kernels::matmul::linear_fwd_into(dev, &x2, &w, None, &mut qkv)),
-    });
+    cases.push(Case::costed(
+        "linear_fwd_bf16 (qkv_proj, tiled)",
+        qkv_linear_cost(b, 2.0),
+        move || kernels::matmul::linear_fwd_into(dev, &x2, &w, None, &mut qkv),
+    ));
 
-    let p = TRM_ATT_PARAMS;
-    let mut param = up(&randn(&[p], 12, DType::F32)?)?;
-    let grad = up(&randn(&[p], 13, DType::F32)?)?;
-    let mut m1 = up(&Tensor::zeros([p], DType::F32))?;
-    let mut m2 = up(&Tensor::zeros([p], DType::F32))?;
     let cfg = AdamAtan2Config::default();
-    let mut step = 0u64;
-    cases.push(Case {
-        kernel: "adam_atan2_step_f32",
-        shape: format!("{p} params (TRM-Att)"),
-        flops: 20.0 * p as f64,
-        bytes: 7.0 * 4.0 * p as f64,
-        run: Box::new(move || {
-            step += 1;
-            kernels::optim::adam_atan2_step(
-                dev,
-                &cfg,
-                step,
-                kernels::optim::AdamTensors {
-                    param: &mut param,
-                    grad: &grad,
-                    exp_avg: &mut m1,
-                    exp_avg_sq: &mut m2,
-                },
-            )
-        }),
-    });
+    cases.push(adam_case(
+        dev,
+        "adam_atan2_step_f32",
+        20.0,
+        12,
+        move |step, t| kernels::optim::adam_atan2_step(dev, &cfg, step, t),
+    )?);
 
     more_kernel_cases(dev, b, &mut cases)?;
     Ok(cases)
 }
 
 /// The rest of the basic kernels, one case each, so every kernel file has its benchmark rows.
+/// An optimizer step over TRM-Att's parameters (f32, drawn with `seed`; the gradient with
+/// `seed + 1`) with zeroed Adam moments: `flops_per_param` FLOPs and 7 f32 accesses a parameter.
+/// `step_fn` gets the 1-based step count and the tensors.
+fn adam_case<'a>(
+    dev: &'a dyn KernelBackend,
+    kernel: &'static str,
+    flops_per_param: f64,
+    seed: u64,
+    mut step_fn: impl FnMut(u64, kernels::optim::AdamTensors<'_>) -> Result<()> + 'a,
+) -> Result<Case<'a>> {
+    let p = TRM_ATT_PARAMS;
+    let up = |t: &Tensor| DeviceTensor::upload(dev, t);
+    let mut param = up(&randn(&[p], seed, DType::F32)?)?;
+    let grad = up(&randn(&[p], seed + 1, DType::F32)?)?;
+    let mut m1 = up(&Tensor::zeros([p], DType::F32))?;
+    let mut m2 = up(&Tensor::zeros([p], DType::F32))?;
+    let mut step = 0u64;
+    let cost = Cost {
+        shape: format!("{p} params (TRM-Att)"),
+        flops: flops_per_param * p as f64,
+        bytes: 7.0 * 4.0 * p as f64,
+    };
+    Ok(Case::costed(kernel, cost, move || {
+        step += 1;
+        step_fn(
+            step,
+            kernels::optim::AdamTensors {
+                param: &mut param,
+                grad: &grad,
+                exp_avg: &mut m1,
+                exp_avg_sq: &mut m2,
+            },
+        )
+    }))
+}
+
 fn more_kernel_cases<'a>(
     dev: &'a dyn KernelBackend,
     b: usize,
@@ -424,35 +501,15 @@ fn more_kernel_cases<'a>(
         }),
     });
 
-    let p = TRM_ATT_PARAMS;
-    let mut param = up(&randn(&[p], 44, DType::F32)?)?;
-    let grad = up(&randn(&[p], 45, DType::F32)?)?;
-    let (mut m1, mut m2) = (
-        up(&Tensor::zeros([p], DType::F32))?,
-        up(&Tensor::zeros([p], DType::F32))?,
-    );
     let cfg = crate::optim::AdamWConfig::default();
-    let mut step = 0u64;
-    cases.push(Case {
-        kernel: "adamw_step_f32",
-        shape: format!("{p} params (TRM-Att)"),
-        flops: 18.0 * p as f64,
-        bytes: 7.0 * 4.0 * p as f64,
-        run: Box::new(move || {
-            step += 1;
-            kernels::optim::adamw_step(
-                dev,
-                &cfg,
-                step,
-                kernels::optim::AdamTensors {
-                    param: &mut param,
-                    grad: &grad,
-                    exp_avg: &mut m1,
-                    exp_avg_sq: &mut m2,
-                },
-            )
-        }),
-    });
+    cases.push(adam_case(
+        dev,
+        "adamw_step_f32",
+        18.0,
+        44,
+        move |step, t| kernels::optim::adamw_step(dev, &cfg, step, t),
+    )?);
+    let p = TRM_ATT_PARAMS;
     let mut shadow = up(&randn(&[p], 46, DType::F32)?)?;
     let live = up(&randn(&[p], 47, DType::F32)?)?;
     cases.push(Case {
@@ -529,58 +586,42 @@ fn more_kernel_cases<'a>(
 /// The same operations on the CPU reference (f32) at batch `b`, the baseline of each kernel.
 pub fn cpu_cases(b: usize) -> Result<Vec<Case<'static>>> {
     let act = [b, SEQ, HIDDEN];
-    let n = (b * SEQ * HIDDEN) as f64;
     let f = DType::F32;
     let mut cases = Vec::new();
 
     let (z, y, x) = (randn(&act, 1, f)?, randn(&act, 2, f)?, randn(&act, 3, f)?);
-    cases.push(Case {
-        kernel: "inject_add (3 terms)",
-        shape: format!("{act:?}"),
-        flops: 2.0 * n,
-        bytes: 4.0 * n * 4.0,
-        run: Box::new(move || cpu::elementwise::inject_add_fwd(&[&z, &y, &x]).map(drop)),
-    });
+    cases.push(Case::costed(
+        "inject_add (3 terms)",
+        inject_add_cost(b, 4.0),
+        move || cpu::elementwise::inject_add_fwd(&[&z, &y, &x]).map(drop),
+    ));
     let gate_up = randn(&[b, SEQ, 2 * INTER], 4, f)?;
-    let m = (b * SEQ * INTER) as f64;
-    cases.push(Case {
-        kernel: "swiglu",
-        shape: format!("[{b}, {SEQ}, {}]", 2 * INTER),
-        flops: 6.0 * m,
-        bytes: 3.0 * m * 4.0,
-        run: Box::new(move || cpu::swiglu::swiglu_fwd(&gate_up).map(drop)),
-    });
+    cases.push(Case::costed("swiglu", swiglu_cost(b, 4.0), move || {
+        cpu::swiglu::swiglu_fwd(&gate_up).map(drop)
+    }));
     let h = randn(&act, 5, f)?;
-    cases.push(Case {
-        kernel: "transpose_last2",
-        shape: format!("{act:?}"),
-        flops: 0.0,
-        bytes: 2.0 * n * 4.0,
-        run: Box::new(move || cpu::layout::transpose_last2_fwd(&h).map(drop)),
-    });
+    cases.push(Case::costed(
+        "transpose_last2",
+        transpose_cost(b, 4.0),
+        move || cpu::layout::transpose_last2_fwd(&h).map(drop),
+    ));
     let logits = randn(&[b, CELLS, VOCAB], 8, f)?;
     let labels = ids(&[b, CELLS], VOCAB, 9)?;
-    let l = (b * CELLS * VOCAB) as f64;
-    cases.push(Case {
-        kernel: "stablemax_cross_entropy",
-        shape: format!("[{b}, {CELLS}, {VOCAB}]"),
-        flops: 5.0 * l,
-        bytes: l * 4.0 + (b * CELLS * 4 + b * 4) as f64,
-        run: Box::new(move || {
+    cases.push(Case::costed(
+        "stablemax_cross_entropy",
+        stablemax_ce_cost(b, 4.0),
+        move || {
             cpu::loss::sequence_mean_ce_fwd(&logits, &labels, cpu::loss::Normalizer::Stablemax)
                 .map(drop)
-        }),
-    });
+        },
+    ));
     let x2 = randn(&[b * SEQ, HIDDEN], 10, f)?;
     let w = randn(&[3 * HIDDEN, HIDDEN], 11, f)?;
-    let (mm, nn, kk) = ((b * SEQ) as f64, (3 * HIDDEN) as f64, HIDDEN as f64);
-    cases.push(Case {
-        kernel: "linear (qkv_proj)",
-        shape: format!("[{}, {HIDDEN}] x [{}, {HIDDEN}]ᵀ", b * SEQ, 3 * HIDDEN),
-        flops: 2.0 * mm * nn * kk,
-        bytes: (mm * kk + nn * kk + mm * nn) * 4.0,
-        run: Box::new(move || cpu::linear::linear_fwd(&x2, &w, None).map(drop)),
-    });
+    cases.push(Case::costed(
+        "linear (qkv_proj)",
+        qkv_linear_cost(b, 4.0),
+        move || cpu::linear::linear_fwd(&x2, &w, None).map(drop),
+    ));
     Ok(cases)
 }
 

@@ -2,12 +2,12 @@
 //! through one launcher pair (the kernel is `<activation>_<fwd|bwd>_<dtype>`), and SwiGLU on the
 //! fused gate|up projection. Validation follows `device::cpu::activation` and `cpu::swiglu`.
 
+use crate::device::cpu::swiglu::halves;
 use crate::device::{DeviceTensor, KernelArg, KernelBackend};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::kernels::elementwise::{
     dtype_suffix, expect_out, expect_same_dtype, grid_for_elements, i64_arg,
 };
-use crate::shape::Shape;
 
 pub use crate::device::cpu::activation::Activation;
 
@@ -86,23 +86,6 @@ pub fn activation_bwd(
     Ok(dx)
 }
 
-/// For a `[..., 2·inter]` input: the number of rows, `inter`, and the output shape `[..., inter]`
-/// (the reference's checks: at least one dimension, an even last one).
-fn swiglu_halves(op: &'static str, gate_up: &Shape) -> Result<(usize, usize, Shape)> {
-    let (rows, cols) = gate_up.rows_cols(op)?;
-    if cols % 2 != 0 {
-        return Err(Error::shape(
-            op,
-            format!("last dimension must be even (gate | up), got {gate_up}"),
-        ));
-    }
-    let mut dims = gate_up.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = cols / 2;
-    }
-    Ok((rows, cols / 2, Shape::new(dims)))
-}
-
 /// `silu(gate) ⊙ up` of `gate_up [..., 2·inter]` into `y [..., inter]`.
 pub fn swiglu_fwd_into(
     dev: &dyn KernelBackend,
@@ -110,7 +93,7 @@ pub fn swiglu_fwd_into(
     y: &mut DeviceTensor,
 ) -> Result<()> {
     const OP: &str = "swiglu";
-    let (rows, inter, y_shape) = swiglu_halves(OP, gate_up.shape())?;
+    let (rows, inter, y_shape) = halves(OP, gate_up.shape())?;
     let suffix = dtype_suffix(OP, gate_up)?;
     expect_out(OP, y, &y_shape, gate_up.dtype())?;
     if rows * inter == 0 {
@@ -131,7 +114,7 @@ pub fn swiglu_fwd_into(
 /// `gate_up [..., 2·inter]` → `silu(gate) ⊙ up`, `[..., inter]`; gate is the first half of the
 /// last dimension, up the second (the official `chunk(2)`).
 pub fn swiglu_fwd(dev: &dyn KernelBackend, gate_up: &DeviceTensor) -> Result<DeviceTensor> {
-    let (_, _, y_shape) = swiglu_halves("swiglu", gate_up.shape())?;
+    let (_, _, y_shape) = halves("swiglu", gate_up.shape())?;
     let mut y = DeviceTensor::uninit(dev, y_shape, gate_up.dtype())?;
     swiglu_fwd_into(dev, gate_up, &mut y)?;
     Ok(y)
@@ -145,7 +128,7 @@ pub fn swiglu_bwd_into(
     d_gate_up: &mut DeviceTensor,
 ) -> Result<()> {
     const OP: &str = "swiglu backward";
-    let (rows, inter, y_shape) = swiglu_halves(OP, gate_up.shape())?;
+    let (rows, inter, y_shape) = halves(OP, gate_up.shape())?;
     let suffix = dtype_suffix(OP, gate_up)?;
     dy.shape().expect_eq(OP, &y_shape)?;
     expect_same_dtype(OP, dy, gate_up.dtype())?;

@@ -64,6 +64,21 @@ pub(crate) fn i64_arg(n: usize) -> KernelArg<'static> {
     KernelArg::I64(n as i64)
 }
 
+/// Launches `name` with the arguments the layout.cu and reduce.cu kernels take: one input, one
+/// output, then `sizes` as `long long`s.
+pub(crate) fn launch_in_out(
+    dev: &dyn KernelBackend,
+    name: &str,
+    grid: LaunchConfig,
+    x: &DeviceTensor,
+    y: &mut DeviceTensor,
+    sizes: &[usize],
+) -> Result<()> {
+    let mut args = vec![KernelArg::In(&x.buf), KernelArg::Out(&mut y.buf)];
+    args.extend(sizes.iter().map(|&n| i64_arg(n)));
+    dev.launch(name, grid, &mut args)
+}
+
 /// Checks 1 to 3 same-shaped, same-dtype f32/bf16 terms; returns the kernel suffix.
 fn check_terms(op: &'static str, terms: &[&DeviceTensor]) -> Result<&'static str> {
     let first = terms

@@ -2,31 +2,16 @@
 //! and `concat`, on f32 or bf16 tensors (values move as raw bits). Validation follows
 //! `device::cpu::layout`; the CPU reference also takes i32 and f64, which have no kernels here.
 
-use crate::device::{DeviceTensor, KernelArg, KernelBackend};
+use crate::device::cpu::layout::{narrow_range, transposed};
+use crate::device::{DeviceTensor, KernelBackend};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{
-    dtype_suffix, expect_out, expect_same_dtype, grid_for_blocks, grid_for_elements, i64_arg,
+    dtype_suffix, expect_out, expect_same_dtype, grid_for_blocks, grid_for_elements, launch_in_out,
 };
 use crate::shape::Shape;
 
 /// The side of transpose_last2's square shared-memory tile (`TRANSPOSE_TILE` in layout.cu).
 const TRANSPOSE_TILE: usize = 32;
-
-/// `[..., b, a]` for `[..., a, b]`, and (batch, a, b).
-fn transposed(op: &'static str, shape: &Shape) -> Result<(Shape, (usize, usize, usize))> {
-    let r = shape.rank();
-    if r < 2 {
-        return Err(Error::shape(
-            op,
-            format!("needs at least 2 dimensions, got {shape}"),
-        ));
-    }
-    let (a, b) = (shape.dims()[r - 2], shape.dims()[r - 1]);
-    let mut dims = shape.dims().to_vec();
-    dims.swap(r - 2, r - 1);
-    let batch = shape.numel() / (a * b).max(1);
-    Ok((Shape::new(dims), (batch, a, b)))
-}
 
 /// Swaps the last two dimensions of `x` into `y`: `[..., a, b]` → `[..., b, a]`.
 pub fn transpose_last2_fwd_into(
@@ -42,16 +27,13 @@ pub fn transpose_last2_fwd_into(
         return Ok(());
     }
     let tiles = batch * a.div_ceil(TRANSPOSE_TILE) * b.div_ceil(TRANSPOSE_TILE);
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("transpose_last2_fwd_{suffix}"),
         grid_for_blocks(tiles),
-        &mut [
-            KernelArg::In(&x.buf),
-            KernelArg::Out(&mut y.buf),
-            i64_arg(batch),
-            i64_arg(a),
-            i64_arg(b),
-        ],
+        x,
+        y,
+        &[batch, a, b],
     )
 }
 
@@ -107,18 +89,13 @@ pub fn concat_fwd_into(
     for x in xs {
         let size = x.shape().dim(OP, axis)?;
         if x.numel() > 0 {
-            dev.launch(
+            launch_in_out(
+                dev,
                 &format!("concat_fwd_{suffix}"),
                 grid_for_elements(x.numel()),
-                &mut [
-                    KernelArg::In(&x.buf),
-                    KernelArg::Out(&mut out.buf),
-                    i64_arg(outer),
-                    i64_arg(size),
-                    i64_arg(inner),
-                    i64_arg(total),
-                    i64_arg(offset),
-                ],
+                x,
+                out,
+                &[outer, size, inner, total, offset],
             )?;
         }
         offset += size;
@@ -136,24 +113,6 @@ pub fn concat_fwd(
     let mut out = DeviceTensor::uninit(dev, shape, xs[0].dtype())?;
     concat_fwd_into(dev, xs, axis, &mut out)?;
     Ok(out)
-}
-
-/// Checks that `start..start + len` lies inside `axis` of `shape`; returns (outer, axis, inner).
-fn narrow_range(
-    op: &'static str,
-    shape: &Shape,
-    axis: isize,
-    start: usize,
-    len: usize,
-) -> Result<(usize, usize, usize)> {
-    let (outer, n, inner) = shape.around(op, axis)?;
-    match start.checked_add(len) {
-        Some(end) if end <= n => Ok((outer, n, inner)),
-        _ => Err(Error::arg(
-            op,
-            format!("range {start}..{start}+{len} exceeds axis {axis} of {shape}"),
-        )),
-    }
 }
 
 /// `shape` with dimension `axis` set to `len`.
@@ -179,18 +138,13 @@ pub fn narrow_fwd_into(
     if y.numel() == 0 {
         return Ok(());
     }
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("narrow_fwd_{suffix}"),
         grid_for_elements(y.numel()),
-        &mut [
-            KernelArg::In(&x.buf),
-            KernelArg::Out(&mut y.buf),
-            i64_arg(outer),
-            i64_arg(n),
-            i64_arg(inner),
-            i64_arg(start),
-            i64_arg(len),
-        ],
+        x,
+        y,
+        &[outer, n, inner, start, len],
     )
 }
 
@@ -230,18 +184,13 @@ pub fn narrow_bwd_into(
     if dx.numel() == 0 {
         return Ok(());
     }
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("narrow_bwd_{suffix}"),
         grid_for_elements(dx.numel()),
-        &mut [
-            KernelArg::In(&dy.buf),
-            KernelArg::Out(&mut dx.buf),
-            i64_arg(outer),
-            i64_arg(n),
-            i64_arg(inner),
-            i64_arg(start),
-            i64_arg(len),
-        ],
+        dy,
+        dx,
+        &[outer, n, inner, start, len],
     )
 }
 

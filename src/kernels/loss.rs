@@ -18,6 +18,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
+use crate::device::cpu::loss::logits_rows_classes;
 pub use crate::device::cpu::loss::{BceWeights, Normalizer, IGNORE_LABEL};
 
 /// Threads per block of every kernel in loss.cu (its `__launch_bounds__`): 8 warps, each owning
@@ -50,22 +51,8 @@ fn rows_and_classes(
 ) -> Result<(usize, usize, &'static str)> {
     expect_labels(op, labels)?;
     let suffix = dtype_suffix(op, logits)?;
-    let dims = logits.dims();
-    if dims.is_empty() || dims[..dims.len() - 1] != *labels.dims() {
-        return Err(Error::shape(
-            op,
-            format!(
-                "logits {} must be labels {} plus a class axis",
-                logits.shape(),
-                labels.shape()
-            ),
-        ));
-    }
-    let classes = dims[dims.len() - 1];
-    if classes == 0 {
-        return Err(Error::shape(op, "logits have no classes"));
-    }
-    Ok((labels.numel(), classes, suffix))
+    let (rows, classes) = logits_rows_classes(op, logits.shape(), labels.shape())?;
+    Ok((rows, classes, suffix))
 }
 
 fn sequence_op(norm: Normalizer) -> (&'static str, &'static str) {

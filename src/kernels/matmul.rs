@@ -3,6 +3,7 @@
 //! `device::cpu::linear`. Every operand shares one dtype, f32 or bf16; products accumulate in f32.
 
 use super::elementwise::{dtype_suffix, expect_out, expect_same_dtype};
+use crate::device::cpu::linear::{linear_dims, with_last_dim, LinearDims};
 use crate::device::{DeviceTensor, KernelArg, KernelBackend, LaunchConfig};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -13,13 +14,6 @@ const GEMM_THREADS: u32 = 256;
 /// Columns per block of `linear_bias_bwd` and its thread count (32 × 8).
 const BIAS_COLUMNS: usize = 32;
 const BIAS_THREADS: u32 = 256;
-
-/// The sizes of one `linear`: `rows` vectors of `in_features` mapped to `out_features`.
-struct LinearDims {
-    rows: usize,
-    in_features: usize,
-    out_features: usize,
-}
 
 impl LinearDims {
     /// The sizes as the kernels' three `int` arguments (rows, out, in), or an error if one does
@@ -36,47 +30,6 @@ impl LinearDims {
             arg(self.in_features)?,
         ])
     }
-}
-
-/// Checks `x [..., in]` against `w [out, in]` (and `bias [out]`), as the CPU reference does.
-fn linear_dims(op: &'static str, x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<LinearDims> {
-    let &[out_features, in_features] = w.dims() else {
-        return Err(Error::shape(
-            op,
-            format!("weight must be [out, in], got {w}"),
-        ));
-    };
-    let (rows, cols) = x.rows_cols(op)?;
-    if cols != in_features {
-        return Err(Error::shape(
-            op,
-            format!(
-                "input {x} does not end in the weight's in_features {in_features} (weight {w})"
-            ),
-        ));
-    }
-    if let Some(b) = bias {
-        if b.dims() != [out_features] {
-            return Err(Error::shape(
-                op,
-                format!("bias must be [{out_features}], got {b}"),
-            ));
-        }
-    }
-    Ok(LinearDims {
-        rows,
-        in_features,
-        out_features,
-    })
-}
-
-/// The shape of `x` with its last dimension replaced by `last`.
-fn with_last_dim(x: &Shape, last: usize) -> Shape {
-    let mut dims = x.dims().to_vec();
-    if let Some(d) = dims.last_mut() {
-        *d = last;
-    }
-    Shape::new(dims)
 }
 
 /// The grid of a GEMM whose output is `m × n`: one block per output tile.

@@ -2,11 +2,12 @@
 //! `sum_all` (the sum over the flattened tensor) and `argmax` (i32 indices). Validation follows
 //! `device::cpu::reduce` and `cpu::layout::argmax_fwd`.
 
-use crate::device::{DeviceTensor, KernelArg, KernelBackend, LaunchConfig};
+use crate::device::cpu::layout::argmax_dims;
+use crate::device::{DeviceTensor, KernelBackend, LaunchConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{
-    dtype_suffix, expect_out, grid_for_blocks, grid_for_elements, i64_arg,
+    dtype_suffix, expect_out, grid_for_blocks, grid_for_elements, launch_in_out,
 };
 use crate::shape::Shape;
 
@@ -94,16 +95,13 @@ fn launch_sum(
     if outer * inner == 0 {
         return Ok(());
     }
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("{kernel_op}_fwd_{suffix}"),
         reduction_grid(outer, inner),
-        &mut [
-            KernelArg::In(&x.buf),
-            KernelArg::Out(&mut out.buf),
-            i64_arg(outer),
-            i64_arg(n),
-            i64_arg(inner),
-        ],
+        x,
+        out,
+        &[outer, n, inner],
     )
 }
 
@@ -178,16 +176,13 @@ fn launch_broadcast(
     if total == 0 {
         return Ok(());
     }
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("{kernel_op}_bwd_{suffix}"),
         grid_for_elements(total),
-        &mut [
-            KernelArg::In(&dy.buf),
-            KernelArg::Out(&mut dx.buf),
-            i64_arg(outer),
-            i64_arg(n),
-            i64_arg(inner),
-        ],
+        dy,
+        dx,
+        &[outer, n, inner],
     )
 }
 
@@ -200,35 +195,25 @@ pub fn argmax_fwd_into(
     out: &mut DeviceTensor,
 ) -> Result<()> {
     const OP: &str = "argmax";
-    let (outer, n, inner) = x.shape().around(OP, axis)?;
-    if n == 0 {
-        return Err(Error::arg(
-            OP,
-            format!("axis {axis} of {} is empty", x.shape()),
-        ));
-    }
+    let (outer, n, inner, y_shape) = argmax_dims(OP, x.shape(), axis)?;
     if i32::try_from(n).is_err() {
         return Err(Error::arg(
             OP,
             format!("axis {axis} of {} is too long for i32 indices", x.shape()),
         ));
     }
-    let y_shape = without_axis(x.shape(), x.shape().axis(OP, axis)?);
     let suffix = dtype_suffix(OP, x)?;
     expect_out(OP, out, &y_shape, DType::I32)?;
     if outer * inner == 0 {
         return Ok(());
     }
-    dev.launch(
+    launch_in_out(
+        dev,
         &format!("argmax_fwd_{suffix}"),
         reduction_grid(outer, inner),
-        &mut [
-            KernelArg::In(&x.buf),
-            KernelArg::Out(&mut out.buf),
-            i64_arg(outer),
-            i64_arg(n),
-            i64_arg(inner),
-        ],
+        x,
+        out,
+        &[outer, n, inner],
     )
 }
 

@@ -77,20 +77,31 @@ fn gather(
     }
 }
 
+/// `[..., b, a]` for `[..., a, b]`, and (batch, a, b). The CUDA launchers in `kernels::layout`
+/// validate with this too.
+pub(crate) fn transposed(
+    op: &'static str,
+    shape: &Shape,
+) -> Result<(Shape, (usize, usize, usize))> {
+    let r = shape.rank();
+    if r < 2 {
+        return Err(Error::shape(
+            op,
+            format!("needs at least 2 dimensions, got {shape}"),
+        ));
+    }
+    let (a, b) = (shape.dims()[r - 2], shape.dims()[r - 1]);
+    let mut dims = shape.dims().to_vec();
+    dims.swap(r - 2, r - 1);
+    let batch = shape.numel() / (a * b).max(1);
+    Ok((Shape::new(dims), (batch, a, b)))
+}
+
 /// Swaps the last two dimensions: `[..., a, b]` → `[..., b, a]`. It is its own backward.
 pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "transpose_last2";
-    let r = x.rank();
-    if r < 2 {
-        return Err(Error::shape(
-            OP,
-            format!("needs at least 2 dimensions, got {}", x.shape()),
-        ));
-    }
-    let (a, b) = (x.dims()[r - 2], x.dims()[r - 1]);
-    let mut dims = x.dims().to_vec();
-    dims.swap(r - 2, r - 1);
-    gather(OP, &[x], dims.into(), |e| {
+    let (y_shape, (_, a, b)) = transposed(OP, x.shape())?;
+    gather(OP, &[x], y_shape, |e| {
         // Output element e is (item, j < b, i < a); it reads input (item, i, j).
         let (item, rest) = (e / (a * b), e % (a * b));
         let (j, i) = (rest / a, rest % a);
@@ -139,7 +150,8 @@ pub fn concat_fwd(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
 }
 
 /// Checks that `start..start + len` lies inside `axis` of `shape`; returns (outer, axis, inner).
-fn narrow_range(
+/// The CUDA launchers in `kernels::layout` validate with this too.
+pub(crate) fn narrow_range(
     op: &'static str,
     shape: &Shape,
     axis: isize,
@@ -185,19 +197,27 @@ pub fn narrow_bwd(dy: &Tensor, x_shape: &Shape, axis: isize, start: usize) -> Re
     })
 }
 
+/// The (outer, n, inner) view of `shape` around `axis`, which must not be empty, and the shape
+/// without `axis`. The CUDA launchers in `kernels::reduce` validate with this too.
+pub(crate) fn argmax_dims(
+    op: &'static str,
+    shape: &Shape,
+    axis: isize,
+) -> Result<(usize, usize, usize, Shape)> {
+    let (outer, n, inner) = shape.around(op, axis)?;
+    if n == 0 {
+        return Err(Error::arg(op, format!("axis {axis} of {shape} is empty")));
+    }
+    let mut dims = shape.dims().to_vec();
+    dims.remove(shape.axis(op, axis)?);
+    Ok((outer, n, inner, Shape::new(dims)))
+}
+
 /// The index of the largest element along `axis` (removed from the shape), as i32. Ties go to
 /// the first index, and NaN counts as the largest value, as in PyTorch.
 pub fn argmax_fwd(x: &Tensor, axis: isize) -> Result<Tensor> {
     const OP: &str = "argmax";
-    let (outer, n, inner) = x.shape().around(OP, axis)?;
-    if n == 0 {
-        return Err(Error::arg(
-            OP,
-            format!("axis {axis} of {} is empty", x.shape()),
-        ));
-    }
-    let mut dims = x.dims().to_vec();
-    dims.remove(x.shape().axis(OP, axis)?);
+    let (outer, n, inner, y_shape) = argmax_dims(OP, x.shape(), axis)?;
     let indices = with_real!(x, OP, |v| collect_with(outer * inner, |e| {
         let (o, i) = (e / inner, e % inner);
         let at = |k: usize| v[(o * n + k) * inner + i];
@@ -210,5 +230,5 @@ pub fn argmax_fwd(x: &Tensor, axis: isize) -> Result<Tensor> {
         }
         best as i32
     }));
-    Tensor::from_vec(indices, dims)
+    Tensor::from_vec(indices, y_shape)
 }

@@ -130,25 +130,30 @@ fn batched_gemm<T: Real>(
 }
 
 /// The sizes of one `linear` call: `rows` vectors of `in_features` mapped to `out_features`.
-struct LinearDims {
-    rows: usize,
-    in_features: usize,
-    out_features: usize,
+pub(crate) struct LinearDims {
+    pub(crate) rows: usize,
+    pub(crate) in_features: usize,
+    pub(crate) out_features: usize,
 }
 
-fn linear_dims(x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<LinearDims> {
-    const OP: &str = "linear";
-    if w.rank() != 2 {
+/// Checks `x [..., in]` against `w [out, in]` (and `bias [out]`); errors name `op`. The CUDA
+/// launchers in `kernels::matmul` validate with this too.
+pub(crate) fn linear_dims(
+    op: &'static str,
+    x: &Shape,
+    w: &Shape,
+    bias: Option<&Shape>,
+) -> Result<LinearDims> {
+    let &[out_features, in_features] = w.dims() else {
         return Err(Error::shape(
-            OP,
+            op,
             format!("weight must be [out, in], got {w}"),
         ));
-    }
-    let (out_features, in_features) = (w.dims()[0], w.dims()[1]);
-    let (rows, cols) = x.rows_cols(OP)?;
+    };
+    let (rows, cols) = x.rows_cols(op)?;
     if cols != in_features {
         return Err(Error::shape(
-            OP,
+            op,
             format!(
                 "input {x} does not end in the weight's in_features {in_features} (weight {w})"
             ),
@@ -157,7 +162,7 @@ fn linear_dims(x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<LinearDims>
     if let Some(b) = bias {
         if b.dims() != [out_features] {
             return Err(Error::shape(
-                OP,
+                op,
                 format!("bias must be [{out_features}], got {b}"),
             ));
         }
@@ -170,7 +175,7 @@ fn linear_dims(x: &Shape, w: &Shape, bias: Option<&Shape>) -> Result<LinearDims>
 }
 
 /// The shape of `x` with its last dimension replaced by `last`.
-fn with_last_dim(x: &Shape, last: usize) -> Shape {
+pub(crate) fn with_last_dim(x: &Shape, last: usize) -> Shape {
     let mut dims = x.dims().to_vec();
     if let Some(d) = dims.last_mut() {
         *d = last;
@@ -202,7 +207,7 @@ fn linear_rows<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, d: &LinearDims) ->
 /// `[..., out]`. All operands share one float dtype.
 pub fn linear_fwd(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     const OP: &str = "linear";
-    let d = linear_dims(x.shape(), w.shape(), bias.map(Tensor::shape))?;
+    let d = linear_dims(OP, x.shape(), w.shape(), bias.map(Tensor::shape))?;
     let y_shape = with_last_dim(x.shape(), d.out_features);
     let y = match bias {
         None => with_real2!(x, w, OP, |xs, ws| Tensor::from_real(
@@ -222,7 +227,7 @@ pub fn linear_fwd(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tenso
 /// Backward of `linear` for the input: `dx = dy·W`, shaped like `x`.
 pub fn linear_bwd_input(dy: &Tensor, w: &Tensor, x_shape: &Shape) -> Result<Tensor> {
     const OP: &str = "linear backward";
-    let d = linear_dims(x_shape, w.shape(), None)?;
+    let d = linear_dims("linear", x_shape, w.shape(), None)?;
     dy.shape()
         .expect_eq(OP, &with_last_dim(x_shape, d.out_features))?;
     with_real2!(dy, w, OP, |g, ws| {

@@ -129,15 +129,21 @@ fn check_labels(
 fn rows_and_classes(op: &'static str, logits: &Tensor, labels: &Tensor) -> Result<(usize, usize)> {
     labels.i32_data(op)?;
     logits.expect_float(op)?;
+    logits_rows_classes(op, logits.shape(), labels.shape())
+}
+
+/// The shape half of `rows_and_classes`: `logits` must be `labels` plus a non-empty class axis.
+/// Returns (rows, classes). The CUDA launchers in `kernels::loss` validate with this too.
+pub(crate) fn logits_rows_classes(
+    op: &'static str,
+    logits: &Shape,
+    labels: &Shape,
+) -> Result<(usize, usize)> {
     let dims = logits.dims();
     if dims.is_empty() || dims[..dims.len() - 1] != *labels.dims() {
         return Err(Error::shape(
             op,
-            format!(
-                "logits {} must be labels {} plus a class axis",
-                logits.shape(),
-                labels.shape()
-            ),
+            format!("logits {logits} must be labels {labels} plus a class axis"),
         ));
     }
     let classes = dims[dims.len() - 1];

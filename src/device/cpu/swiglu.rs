@@ -9,8 +9,10 @@ use crate::shape::Shape;
 use crate::tensor::Tensor;
 use crate::{with_real, with_real2};
 
-/// For a `[..., 2·inter]` input: the number of rows, `inter`, and the output shape `[..., inter]`.
-fn halves(op: &'static str, gate_up: &Shape) -> Result<(usize, usize, Shape)> {
+/// For a `[..., 2·inter]` input: the number of rows, `inter`, and the output shape `[..., inter]`
+/// (at least one dimension, an even last one). The CUDA launchers in `kernels::activation`
+/// validate with this too.
+pub(crate) fn halves(op: &'static str, gate_up: &Shape) -> Result<(usize, usize, Shape)> {
     let (rows, cols) = gate_up.rows_cols(op)?;
     if cols % 2 != 0 {
         return Err(Error::shape(
