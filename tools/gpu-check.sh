@@ -71,7 +71,9 @@ stage_binary() {
 }
 # Only the test binaries the GPU run executes: those holding kernel_test! `cuda` tests, and the
 # kernel gate (run there with the machine's own NVRTC). All of them would not fit in 64 MiB.
-gpu_test() { [[ $1 == kernel_gate ]] || "$2" cuda --list 2>/dev/null | grep -q '::cuda: test$'; }
+# (The listing is captured first: `| grep -q` would close the pipe early, and under pipefail the
+# binary's SIGPIPE would drop it at random.)
+gpu_test() { [[ $1 == kernel_gate ]] || [[ $("$2" cuda --list 2>/dev/null) == *'::cuda: test'* ]]; }
 while read -r name exe; do
     [[ -n $name ]] && gpu_test "$name" "$exe" && stage_binary "$exe" "$stage/tests/$name"
 done <<<"$tests"

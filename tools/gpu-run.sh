@@ -58,7 +58,8 @@ run_logged() {
 
 # --- libraries --------------------------------------------------------------------------------
 find_libcuda() {
-    if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
+    # Captured first: `| grep -q` closes the pipe early, and pipefail would then see SIGPIPE.
+    if [[ $(ldconfig -p 2>/dev/null) == *'libcuda.so.1 '* ]]; then
         echo "ldconfig cache"
         return 0
     fi
@@ -247,11 +248,11 @@ for bin in "${bench_bins[@]}"; do
 done
 if "$recur" bench --help >/dev/null 2>&1; then
     left=$(min $((bench_deadline - SECONDS + 60)) "$(remaining)")
-    run_logged "$bench_log" "$left" "$recur" bench
+    run_logged "$bench_log" "$left" "$recur" bench --device cuda --batch 64
     if ((!dry_run)); then
         note ""
         note '```'
-        sed -n '/^+ timeout .* bench$/,$p' "$bench_log" | tail -n 60 >>"$report"
+        sed -n '/^+ timeout .* bench --device cuda/,$p' "$bench_log" | tail -n 60 >>"$report"
         note '```'
     fi
 else
