@@ -67,10 +67,12 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 // Stamps `extern "C"` f32 and bf16 entry points `<name>_f32` / `<name>_bf16`, launch-bounded to
 // `threads` per block, from a templated body `name##_impl<T>`; PARAMS_T is a macro giving the
 // parenthesised parameter list for a storage type T, ARGS the parenthesised argument names.
-#define STAMP_F32_BF16(name, threads, PARAMS_T, ARGS)                                       \
-    extern "C" __global__ void __launch_bounds__(threads) name##_f32 PARAMS_T(float) {      \
-        name##_impl<float> ARGS;                                                            \
-    }                                                                                       \
-    extern "C" __global__ void __launch_bounds__(threads) name##_bf16 PARAMS_T(bf16) {      \
-        name##_impl<bf16> ARGS;                                                             \
+#define STAMP_F32_BF16(name, threads, PARAMS_T, ARGS)               \
+    extern "C" __global__ void __launch_bounds__(threads)           \
+        name##_f32 PARAMS_T(float) {                                 \
+        name##_impl<float> ARGS;                                     \
+    }                                                                \
+    extern "C" __global__ void __launch_bounds__(threads)           \
+        name##_bf16 PARAMS_T(bf16) {                                 \
+        name##_impl<bf16> ARGS;                                      \
     }
