@@ -8,7 +8,7 @@ use recur::device::cpu;
 use recur::device::cpu::activation::Activation;
 use recur::device::cpu::loss::Normalizer;
 use recur::device::emu::Emu;
-use recur::device::{DeviceTensor, KernelBackend};
+use recur::device::DeviceTensor;
 use recur::kernels;
 use recur::testing::rel_l2;
 use recur::{DType, Shape, Tensor};
