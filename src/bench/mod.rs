@@ -116,4 +116,5 @@ pub fn roofline_table(device: &str, copy_gbs: f64, rows: &[RooflineRow]) -> Stri
     out
 }
 
+pub mod fused;
 pub mod suite;

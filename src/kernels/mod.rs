@@ -3,14 +3,20 @@
 //! `KernelBackend`.
 
 pub mod activation;
+pub mod attention;
 pub mod copy;
 pub mod elementwise;
 pub mod embedding;
+pub mod fused_step;
+pub mod gemm;
+pub mod lattice;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod noise;
 pub mod optim;
 pub mod reduce;
+pub mod rope;
 
 use crate::error::{Error, Result};
 
