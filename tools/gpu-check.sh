@@ -82,6 +82,7 @@ read -r _ recur_exe <<<"$recur"
 stage_binary "$recur_exe" "$stage/recur"
 cp kernels/*.cu kernels/*.cuh "$stage/kernels/"
 cp tools/ceilings.py "$stage/ceilings.py"
+cp tools/sdpa_bench.py "$stage/sdpa_bench.py"
 cp tools/gpu-run.sh "$stage/run.sh"
 {
     echo "commit:  $(git rev-parse HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo ' + uncommitted changes')"

@@ -271,6 +271,16 @@ else
 fi
 
 note ""
+note "## PyTorch SDPA baseline (tools/sdpa_bench.py)"
+note ""
+if ((dry_run)); then
+    echo "would run: python3 $stage/sdpa_bench.py"
+else
+    timeout "$(min 120 "$(remaining)")" python3 "$stage/sdpa_bench.py" >>"$report" 2>&1 \
+        || note "(sdpa_bench.py exit status $?)"
+fi
+
+note ""
 note "Logs beside this report: tests.log, sanitizer.log, bench.log. Total runner time: ${SECONDS} s."
 if ((dry_run)); then
     echo "dry run: report skeleton at $report"
