@@ -10,13 +10,6 @@
 
 #define ACTIVATION_THREADS 256
 
-// The logistic function without overflow for large |x| (the reference's form).
-__device__ __forceinline__ float sigmoid_f32(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
-}
-
 struct Silu {
     static __device__ __forceinline__ float value(float x) { return x * sigmoid_f32(x); }
     static __device__ __forceinline__ float derivative(float x) {

@@ -17,6 +17,13 @@ __device__ __forceinline__ bf16 float_to_bf16(float f) {
     return (bf16)(u >> 16);
 }
 
+// The logistic function without overflow for any x (the CPU reference's form).
+__device__ __forceinline__ float sigmoid_f32(float x) {
+    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
+    const float e = expf(x);
+    return e / (1.0f + e);
+}
+
 // Loads and stores that widen to / narrow from f32, so one templated kernel body serves both
 // storage types.
 __device__ __forceinline__ float load_f32(const float* p, long long i) { return p[i]; }

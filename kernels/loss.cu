@@ -298,13 +298,6 @@ __device__ __forceinline__ float bce_softplus(float x) {
     return fmaxf(x, 0.0f) + log1pf(expf(-fabsf(x)));
 }
 
-// The logistic function, without overflow for any x.
-__device__ __forceinline__ float bce_sigmoid(float x) {
-    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));
-    const float e = expf(x);
-    return e / (1.0f + e);
-}
-
 // out = positive·t·softplus(−x) + negative·(1 − t)·softplus(x)   (−log σ(x) = softplus(−x)).
 template <typename T>
 __device__ void bce_with_logits_fwd_impl(const T* logits, const T* targets, T* out, long long n,
@@ -324,7 +317,7 @@ __device__ void bce_with_logits_bwd_impl(const T* dy, const T* logits, const T* 
     for (long long i = global_thread_index(); i < n; i += grid_stride()) {
         const float g = load_f32(dy, i), x = load_f32(logits, i), t = load_f32(targets, i);
         store_f32(dlogits, i,
-                  g * (-positive * t * bce_sigmoid(-x) + negative * (1.0f - t) * bce_sigmoid(x)));
+                  g * (-positive * t * sigmoid_f32(-x) + negative * (1.0f - t) * sigmoid_f32(x)));
         store_f32(dtargets, i, g * (positive * bce_softplus(-x) - negative * bce_softplus(x)));
     }
 }

@@ -236,6 +236,16 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
     )?);
 
     more_kernel_cases(dev, b, &mut cases)?;
+    for fused in [
+        crate::bench::fused::fused_step::cases,
+        crate::bench::fused::rope::cases,
+        crate::bench::fused::attention::cases,
+        crate::bench::fused::noise::cases,
+        crate::bench::fused::lattice::cases,
+        crate::bench::fused::gemm::cases,
+    ] {
+        cases.extend(fused(dev, b)?);
+    }
     Ok(cases)
 }
 

@@ -63,7 +63,9 @@ impl LatticeParams {
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Errors unless θ and τ are in [0, 1] and T is positive and finite (the kernel launcher
+    /// checks the same way).
+    pub(crate) fn validate(&self) -> Result<()> {
         let probability = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
