@@ -23,6 +23,12 @@ case "${1:-}" in
     *) echo "usage: bash $0 [--dry-run]" >&2; exit 2 ;;
 esac
 
+# gpu-check.sh ships the binaries gzipped to fit the 64 MiB the device tool carries.
+for packed in "$stage"/recur.gz "$stage"/tests/*.gz "$stage"/benches/*.gz; do
+    [[ -e $packed ]] || continue
+    gunzip -f "$packed" && chmod +x "${packed%.gz}"
+done
+
 # Time budgets (seconds) inside the device tool's 600 s per command.
 TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-560}
 TEST_TIMEOUT_S=${TEST_TIMEOUT_S:-240}
