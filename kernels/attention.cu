@@ -470,7 +470,8 @@ __device__ __forceinline__ void attention_bwd_dkv_impl(const T* __restrict__ dou
      const float* __restrict__ rope, int seq, int heads, int head_dim, float scale, int rope_layout)
 
 // The scalar forward serves f32 only; bf16 storage runs on tensor cores (attention_fwd_tc_bf16).
-extern "C" __global__ void __launch_bounds__(ATTENTION_THREADS) attention_fwd_f32 ATTENTION_FWD_PARAMS(float) {
+extern "C" __global__ void __launch_bounds__(ATTENTION_THREADS)
+    attention_fwd_f32 ATTENTION_FWD_PARAMS(float) {
     attention_fwd_impl<float>(q, k, v, out, lse, rope, seq, heads, head_dim, scale, rope_layout);
 }
 STAMP_F32_BF16(attention_bwd_dq, ATTENTION_THREADS, ATTENTION_BWD_DQ_PARAMS,
@@ -646,7 +647,8 @@ __device__ __forceinline__ void attention_fwd_tc_tile(const bf16* __restrict__ q
     }
 }
 
-extern "C" __global__ void __launch_bounds__(ATTENTION_TC_THREADS) attention_fwd_tc_bf16 ATTENTION_FWD_PARAMS(bf16) {
+extern "C" __global__ void __launch_bounds__(ATTENTION_TC_THREADS)
+    attention_fwd_tc_bf16 ATTENTION_FWD_PARAMS(bf16) {
     if (head_dim == 64)
         attention_fwd_tc_tile<64>(q, k, v, out, lse, rope, seq, heads, scale, rope_layout);
     else

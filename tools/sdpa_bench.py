@@ -7,8 +7,10 @@ cudnn), forward and forward+backward, timed with CUDA events after warm-up (medi
 markdown table. Run by the GPU runner; usage: python3 tools/sdpa_bench.py [--runs 30]
 """
 import argparse
-import statistics
 import sys
+
+# Staged next to this script on the GPU machine, as in tools/: one timing method for both.
+from ceilings import timed_ms
 
 # (name, batch, heads, seq, head_dim): TRM Sudoku (81 cells + 16 prefix), ARC (900 + 16), Sotaku.
 SHAPES = [
@@ -16,21 +18,6 @@ SHAPES = [
     ("arc", 64, 8, 916, 64),
     ("sotaku", 2048, 4, 81, 32),
 ]
-
-
-def timed_ms(torch, work, warmup, runs):
-    for _ in range(warmup):
-        work()
-    times = []
-    for _ in range(runs):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        work()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
 
 
 def main():
