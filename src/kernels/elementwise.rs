@@ -80,7 +80,7 @@ pub(crate) fn launch_in_out(
 }
 
 /// Checks 1 to 3 same-shaped, same-dtype f32/bf16 terms; returns the kernel suffix.
-fn check_terms(op: &'static str, terms: &[&DeviceTensor]) -> Result<&'static str> {
+pub(crate) fn check_terms(op: &'static str, terms: &[&DeviceTensor]) -> Result<&'static str> {
     let first = terms
         .first()
         .ok_or_else(|| Error::arg(op, "needs at least one term"))?;

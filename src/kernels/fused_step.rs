@@ -13,7 +13,7 @@ use crate::device::cpu::norm::Norm;
 use crate::device::{DeviceTensor, KernelArg, KernelBackend, LaunchConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::elementwise::{dtype_suffix, expect_out, expect_same_dtype, i64_arg};
+use crate::kernels::elementwise::{check_terms, expect_out, expect_same_dtype, i64_arg};
 use crate::shape::Shape;
 
 /// The launch bounds of every kernel in fused_step.cu: 8 warps, one row per warp.
@@ -67,20 +67,8 @@ impl Rows {
 /// Checks 1 to 3 same-shaped, same-dtype f32/bf16 terms with D ≤ 1024, eps, and LayerNorm's
 /// weight and bias.
 fn check(op: &'static str, terms: &[&DeviceTensor], norm: &StepNorm<'_>) -> Result<Rows> {
-    let first = terms
-        .first()
-        .ok_or_else(|| Error::arg(op, "needs at least one term"))?;
-    if terms.len() > 3 {
-        return Err(Error::arg(
-            op,
-            format!("takes 1 to 3 terms, got {}", terms.len()),
-        ));
-    }
-    let suffix = dtype_suffix(op, first)?;
-    for t in &terms[1..] {
-        t.shape().expect_eq(op, first.shape())?;
-        expect_same_dtype(op, t, first.dtype())?;
-    }
+    let suffix = check_terms(op, terms)?;
+    let first = terms[0];
     let (rows, cols) = first.shape().rows_cols(op)?;
     if cols > MAX_COLS {
         return Err(Error::shape(
