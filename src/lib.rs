@@ -6,16 +6,20 @@
 //! and `emu`, the same CUDA C run on the CPU), `tensor`.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
+pub mod data;
 pub mod demo;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod kernels;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod report;
 pub mod rng;
 pub mod shape;
 pub mod tape;

@@ -1,0 +1,1 @@
+//! Checkpoints: safetensors files of named tensors, written atomically.

@@ -1,0 +1,3 @@
+//! Tasks: puzzle encodings, generators, loaders, augmentations and splits.
+
+pub mod sudoku;

@@ -1,0 +1,1 @@
+//! The models and the deep-supervision / ACT loop they share.

@@ -1,0 +1,1 @@
+//! Run reports: metrics files (JSONL, CSV) and PNG plots of curves.
