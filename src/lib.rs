@@ -25,6 +25,7 @@ pub mod shape;
 pub mod tape;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 
 pub use dtype::{DType, Real};
 pub use error::{Error, Result};

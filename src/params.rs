@@ -10,6 +10,7 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ParamId(usize);
 
+#[derive(Clone)]
 pub struct Param {
     pub name: String,
     pub value: Tensor,
@@ -17,7 +18,7 @@ pub struct Param {
     pub grad: Option<Tensor>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Params {
     list: Vec<Param>,
     by_name: HashMap<String, usize>,

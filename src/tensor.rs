@@ -285,11 +285,16 @@ impl Tensor {
 
     /// The raw little-endian bytes of the storage, as a device copy needs them.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+
+    /// The storage as little-endian bytes, without a copy.
+    pub fn as_bytes(&self) -> &[u8] {
         match &*self.data {
-            HostData::F32(v) => bytemuck::cast_slice(v).to_vec(),
-            HostData::BF16(v) => bytemuck::cast_slice(v).to_vec(),
-            HostData::F64(v) => bytemuck::cast_slice(v).to_vec(),
-            HostData::I32(v) => bytemuck::cast_slice(v).to_vec(),
+            HostData::F32(v) => bytemuck::cast_slice(v),
+            HostData::BF16(v) => bytemuck::cast_slice(v),
+            HostData::F64(v) => bytemuck::cast_slice(v),
+            HostData::I32(v) => bytemuck::cast_slice(v),
         }
     }
 

@@ -2,7 +2,12 @@
 
 mod bench;
 mod demo;
+mod eval;
 mod info;
+pub mod model_args;
+mod predict;
+mod solve;
+pub mod train;
 
 use crate::error::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +33,16 @@ pub enum Command {
     /// Time every kernel at TRM Sudoku's shapes on the CPU reference, the emulator or a GPU, and
     /// print the roofline table against the copy bandwidth measured in the same run.
     Bench(bench::BenchArgs),
+    /// Train TRM or HRM on Sudoku (default: a small TRM on generated 6x6 puzzles on the CPU),
+    /// with a progress bar, metrics, plots and checkpoints.
+    Train(train::TrainArgs),
+    /// Score a checkpoint on held-out puzzles: exact and token accuracy, the depth curve and
+    /// the halting steps (CSV + PNG).
+    Eval(eval::EvalArgs),
+    /// Solve one puzzle with a trained model and print the grid and the steps it took.
+    Solve(solve::SolveArgs),
+    /// Dump per-step logits, Q logits and final states (f32) for puzzles from a CSV.
+    Predict(predict::PredictArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -35,5 +50,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Solve(args) => solve::run(args),
+        Command::Predict(args) => predict::run(args),
     }
 }

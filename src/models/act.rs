@@ -86,7 +86,7 @@ impl Carry {
 /// Training's halting exploration: with probability `halt_exploration_prob` a slot gets a
 /// minimum of `randint(2, halt_max_steps + 1)` segments, redrawn every segment. Draws are
 /// Philox keyed by (seed, segment index, slot), so a resumed run draws the same numbers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exploration {
     pub seed: u64,
     /// Segments drawn so far.

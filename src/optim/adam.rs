@@ -18,7 +18,8 @@ use crate::params::{ParamId, Params};
 use crate::tensor::{RealData, RealDataMut, Tensor};
 use rayon::prelude::*;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use crate::dtype::DType;
+use std::collections::{BTreeMap, HashMap};
 
 /// What the step follows, given the first moment `m` and the bias-corrected `√v̂`.
 #[derive(Clone, Copy, Debug)]
@@ -230,6 +231,81 @@ impl Moments {
     /// How many steps parameter `id` has taken (0 before its first gradient).
     pub fn step_count(&self, id: ParamId) -> u64 {
         self.states.get(&id).map_or(0, |s| s.step)
+    }
+
+    /// Every parameter's state as named tensors (`<name>.exp_avg`, `<name>.exp_avg_sq`, and the
+    /// step count as an f64 scalar `<name>.step`), for resumable checkpoints.
+    pub fn export(&self, params: &Params) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for id in params.ids() {
+            if let Some(s) = self.states.get(&id) {
+                out.insert(format!("{}.exp_avg", s.name), s.exp_avg.clone());
+                out.insert(format!("{}.exp_avg_sq", s.name), s.exp_avg_sq.clone());
+                out.insert(format!("{}.step", s.name), Tensor::scalar(s.step as f64, DType::F64));
+            }
+        }
+        out
+    }
+
+    /// Replaces the state with `export`'s output. Errors, changing nothing, on a name that is not
+    /// a parameter or moments whose shape or dtype differ from the parameter's.
+    pub fn import(
+        &mut self,
+        op: &'static str,
+        params: &Params,
+        state: &BTreeMap<String, Tensor>,
+    ) -> Result<()> {
+        let mut states = HashMap::new();
+        for id in params.ids() {
+            let p = params.get(id);
+            let get = |suffix: &str| state.get(&format!("{}.{suffix}", p.name));
+            let (m, v, step) = match (get("exp_avg"), get("exp_avg_sq"), get("step")) {
+                (None, None, None) => continue,
+                (Some(m), Some(v), Some(step)) => (m, v, step),
+                _ => {
+                    return Err(Error::arg(
+                        op,
+                        format!("optimizer state of {:?} is incomplete", p.name),
+                    ))
+                }
+            };
+            for t in [m, v] {
+                if t.shape() != p.value.shape() || t.dtype() != p.value.dtype() {
+                    return Err(Error::shape(
+                        op,
+                        format!(
+                            "optimizer state of {:?} is {} {}, the parameter {} {}",
+                            p.name,
+                            t.dtype(),
+                            t.shape(),
+                            p.value.dtype(),
+                            p.value.shape()
+                        ),
+                    ));
+                }
+            }
+            states.insert(
+                id,
+                State {
+                    name: p.name.clone(),
+                    step: step.item()? as u64,
+                    exp_avg: m.clone(),
+                    exp_avg_sq: v.clone(),
+                },
+            );
+        }
+        let known = 3 * states.len();
+        if known != state.len() {
+            return Err(Error::arg(
+                op,
+                format!(
+                    "{} optimizer state tensors do not belong to any parameter",
+                    state.len() - known
+                ),
+            ));
+        }
+        self.states = states;
+        Ok(())
     }
 
     /// The first and second moments `(m, v)` of parameter `id`, once it has stepped.

@@ -10,6 +10,7 @@
 
 use super::adam::{Direction, Hyper, Moments};
 use super::{check_non_negative, check_unit_interval};
+use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::params::{ParamId, Params};
 use crate::tensor::Tensor;
@@ -98,6 +99,20 @@ impl AdamAtan2 {
     /// How many steps parameter `id` has taken (0 before its first gradient).
     pub fn step_count(&self, id: ParamId) -> u64 {
         self.moments.step_count(id)
+    }
+
+    /// The per-parameter state as named tensors, for resumable checkpoints.
+    pub fn export_state(&self, params: &Params) -> BTreeMap<String, Tensor> {
+        self.moments.export(params)
+    }
+
+    /// Restores `export_state`'s output; errors name the parameter that does not fit.
+    pub fn import_state(
+        &mut self,
+        params: &Params,
+        state: &BTreeMap<String, Tensor>,
+    ) -> Result<()> {
+        self.moments.import("AdamAtan2::import_state", params, state)
     }
 
     /// The moments `(m, v)` of parameter `id`, once it has stepped (for checkpoints and tests).

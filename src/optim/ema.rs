@@ -31,6 +31,15 @@ impl Ema {
         Ok(Ema { decay, shadow })
     }
 
+    /// Resumes an average from saved shadow weights; errors unless they match `params` by
+    /// name, shape and dtype.
+    pub fn from_shadow(params: &Params, shadow: Params, decay: f64) -> Result<Ema> {
+        check_unit_interval("Ema", "decay", decay)?;
+        let ema = Ema { decay, shadow };
+        ema.check_matches("Ema::from_shadow", params)?;
+        Ok(ema)
+    }
+
     pub fn decay(&self) -> f64 {
         self.decay
     }

@@ -97,6 +97,39 @@ pub(crate) fn transposed(
     Ok((Shape::new(dims), (batch, a, b)))
 }
 
+/// One contiguous run of elements copied from input `input` at element `from` to the output at
+/// element `to`.
+struct Run {
+    input: usize,
+    from: usize,
+    to: usize,
+    len: usize,
+}
+
+/// Builds a tensor of `shape` from contiguous runs of `inputs` (all one dtype), copying bytes;
+/// elements no run covers are zero. Slicing and joining move whole rows, so this is the fast
+/// path for them (a per-element gather spends its time on index arithmetic).
+fn copy_runs(op: &'static str, inputs: &[&Tensor], shape: Shape, runs: &[Run]) -> Result<Tensor> {
+    let dtype = inputs
+        .first()
+        .map(|t| t.dtype())
+        .ok_or_else(|| Error::arg(op, "needs at least one input"))?;
+    if let Some(t) = inputs.iter().find(|t| t.dtype() != dtype) {
+        return Err(Error::DType {
+            op,
+            expected: dtype.name(),
+            got: t.dtype(),
+        });
+    }
+    let size = dtype.size_in_bytes();
+    let mut out = vec![0u8; shape.numel() * size];
+    for r in runs {
+        let src = &inputs[r.input].as_bytes()[r.from * size..(r.from + r.len) * size];
+        out[r.to * size..(r.to + r.len) * size].copy_from_slice(src);
+    }
+    Tensor::from_bytes(&out, shape, dtype)
+}
+
 /// Swaps the last two dimensions: `[..., a, b]` → `[..., b, a]`. It is its own backward.
 pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "transpose_last2";
@@ -130,7 +163,7 @@ pub fn concat_fwd(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
             ));
         }
     }
-    let (_, _, inner) = first.shape().around(OP, axis)?;
+    let (outer, _, inner) = first.shape().around(OP, axis)?;
     let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[ax]).collect();
     // offsets[t] = where input t starts along the axis; offsets[len] = the total.
     let offsets: Vec<usize> = std::iter::once(0)
@@ -142,11 +175,18 @@ pub fn concat_fwd(xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     let total = offsets[sizes.len()];
     let mut dims = first.dims().to_vec();
     dims[ax] = total;
-    gather(OP, xs, dims.into(), |e| {
-        let (o, k, i) = (e / (total * inner), (e / inner) % total, e % inner);
-        let t = offsets.partition_point(|&off| off <= k) - 1;
-        Some((t, (o * sizes[t] + (k - offsets[t])) * inner + i))
-    })
+    let mut runs = Vec::with_capacity(outer * xs.len());
+    for o in 0..outer {
+        for (t, &n) in sizes.iter().enumerate() {
+            runs.push(Run {
+                input: t,
+                from: o * n * inner,
+                to: (o * total + offsets[t]) * inner,
+                len: n * inner,
+            });
+        }
+    }
+    copy_runs(OP, xs, dims.into(), &runs)
 }
 
 /// Checks that `start..start + len` lies inside `axis` of `shape`; returns (outer, axis, inner).
@@ -171,13 +211,18 @@ pub(crate) fn narrow_range(
 /// The slice `start..start + len` of `axis`.
 pub fn narrow_fwd(x: &Tensor, axis: isize, start: usize, len: usize) -> Result<Tensor> {
     const OP: &str = "narrow";
-    let (_, n, inner) = narrow_range(OP, x.shape(), axis, start, len)?;
+    let (outer, n, inner) = narrow_range(OP, x.shape(), axis, start, len)?;
     let mut dims = x.dims().to_vec();
     dims[x.shape().axis(OP, axis)?] = len;
-    gather(OP, &[x], dims.into(), |e| {
-        let (o, k, i) = (e / (len * inner), (e / inner) % len, e % inner);
-        Some((0, (o * n + start + k) * inner + i))
-    })
+    let runs: Vec<Run> = (0..outer)
+        .map(|o| Run {
+            input: 0,
+            from: (o * n + start) * inner,
+            to: o * len * inner,
+            len: len * inner,
+        })
+        .collect();
+    copy_runs(OP, &[x], dims.into(), &runs)
 }
 
 /// Backward of `narrow_fwd`: `dy` placed at `start` along `axis` of a zero tensor of `x_shape`.
@@ -185,16 +230,19 @@ pub fn narrow_bwd(dy: &Tensor, x_shape: &Shape, axis: isize, start: usize) -> Re
     const OP: &str = "narrow backward";
     let ax = x_shape.axis(OP, axis)?;
     let len = dy.dims().get(ax).copied().unwrap_or(0);
-    let (_, n, inner) = narrow_range(OP, x_shape, axis, start, len)?;
+    let (outer, n, inner) = narrow_range(OP, x_shape, axis, start, len)?;
     let mut expected = x_shape.dims().to_vec();
     expected[ax] = len;
     dy.shape().expect_eq(OP, &expected.into())?;
-    gather(OP, &[dy], x_shape.clone(), |e| {
-        let (o, k, i) = (e / (n * inner), (e / inner) % n, e % inner);
-        (start..start + len)
-            .contains(&k)
-            .then(|| (0, (o * len + k - start) * inner + i))
-    })
+    let runs: Vec<Run> = (0..outer)
+        .map(|o| Run {
+            input: 0,
+            from: o * len * inner,
+            to: (o * n + start) * inner,
+            len: len * inner,
+        })
+        .collect();
+    copy_runs(OP, &[dy], x_shape.clone(), &runs)
 }
 
 /// The (outer, n, inner) view of `shape` around `axis`, which must not be empty, and the shape

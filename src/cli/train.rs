@@ -1,0 +1,237 @@
+//! `recur train`: trains a model on Sudoku with a progress bar, periodic evaluation, metrics
+//! (JSONL), plots (PNG), and atomic checkpoints; `--resume` continues a run exactly.
+
+use crate::cli::model_args::{default_run_dir, ConfigArgs};
+use crate::error::{Error, Result};
+use crate::report::MetricsWriter;
+use crate::train::config::RunConfig;
+use crate::train::model_file::save_model;
+use crate::train::plots::{plot_depth_curve, plot_training_curves, write_depth_csv};
+use crate::train::{dataset, EvalReport, Trainer};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The run folder (default: runs/<preset>). It must not hold another run.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["out", "preset", "arch", "overrides"])]
+    pub resume: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub const DEFAULT_PRESET: &str = "trm-cpu";
+const CONFIG_FILE: &str = "config.toml";
+const STATE_FILE: &str = "state.safetensors";
+const MODEL_FILE: &str = "model.safetensors";
+const METRICS_FILE: &str = "metrics.jsonl";
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    let (cfg, dir, resuming) = match &args.resume {
+        Some(dir) => {
+            let path = dir.join(CONFIG_FILE);
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            (RunConfig::from_toml(&text, &path.display().to_string(), &[])?, dir.clone(), true)
+        }
+        None => {
+            let cfg = args.config.resolve(DEFAULT_PRESET)?;
+            let dir = args.out.clone().unwrap_or_else(|| {
+                default_run_dir(args.config.preset.as_deref().unwrap_or(DEFAULT_PRESET))
+            });
+            if dir.join(STATE_FILE).exists() || dir.join(MODEL_FILE).exists() {
+                return Err(Error::arg(
+                    "train",
+                    format!(
+                        "{} already holds a run; continue it with --resume {0}, or choose another --out",
+                        dir.display()
+                    ),
+                ));
+            }
+            (cfg, dir, false)
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+
+    let started = Instant::now();
+    println!("recur train: building the dataset ({:?})", cfg.data.source);
+    let data = dataset::build(&cfg.data)?;
+    println!(
+        "  {}: {} training puzzles, {} held out ({:.1} / {:.1} givens on average)",
+        data.meta.source,
+        data.train.len(),
+        data.test.len(),
+        data.meta.train_mean_givens,
+        data.meta.test_mean_givens
+    );
+    let meta_json = serde_json::to_string_pretty(&data.meta).expect("metadata serialises");
+    let mut trainer = Trainer::new(cfg, data)?;
+    let config_toml = trainer.cfg.to_toml()?;
+    let metrics_path = dir.join(METRICS_FILE);
+    let mut metrics = if resuming {
+        trainer.load_state(&dir.join(STATE_FILE))?;
+        println!("  resumed at step {}", trainer.step);
+        MetricsWriter::append(&metrics_path)?
+    } else {
+        crate::checkpoint::write_atomically(dir.join(CONFIG_FILE), |w| {
+            w.write_all(config_toml.as_bytes()).map_err(|e| crate::checkpoint::atomic::io_error(&dir.join(CONFIG_FILE), e))
+        })?;
+        crate::checkpoint::write_atomically(dir.join("dataset.json"), |w| {
+            w.write_all(meta_json.as_bytes()).map_err(|e| crate::checkpoint::atomic::io_error(&dir.join("dataset.json"), e))
+        })?;
+        MetricsWriter::create(&metrics_path)?
+    };
+    let m = &trainer.cfg.model;
+    println!(
+        "  model: {:?} hidden {} heads {} H_cycles {} L_cycles {} layers {}+{}, {} parameters; \
+         batch {}, {} steps, {} CPU threads; run folder {}",
+        m.arch,
+        m.hidden_size,
+        m.num_heads,
+        m.H_cycles,
+        m.L_cycles,
+        m.L_layers,
+        if m.arch == crate::models::Arch::Hrm { m.H_layers } else { 0 },
+        m.num_parameters(),
+        trainer.cfg.train.global_batch_size,
+        trainer.total_steps(),
+        rayon::current_num_threads(),
+        dir.display()
+    );
+
+    let total = trainer.total_steps();
+    let t = trainer.cfg.train.clone();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:25}] step {pos}/{len} {per_sec} eta {eta} {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_position(trainer.step);
+    let clock = Instant::now();
+    let elapsed = |trainer: &Trainer| trainer.elapsed_before_s + clock.elapsed().as_secs_f64();
+    let mut last_eval = String::from("-");
+    let save = |trainer: &Trainer, elapsed_s: f64| -> Result<()> {
+        save_model(
+            &dir.join(MODEL_FILE),
+            trainer.eval_params(),
+            &trainer.model.buffers,
+            &config_toml,
+            trainer.step,
+        )?;
+        trainer.save_state(&dir.join(STATE_FILE), elapsed_s)
+    };
+    while trainer.step < total {
+        if t.time_limit_s > 0.0 && elapsed(&trainer) >= t.time_limit_s {
+            bar.println(format!(
+                "time limit of {:.0} s reached at step {}",
+                t.time_limit_s, trainer.step
+            ));
+            break;
+        }
+        let r = trainer.train_step()?;
+        if !r.loss.is_finite() {
+            save(&trainer, elapsed(&trainer))?;
+            return Err(Error::arg(
+                "train",
+                format!("the loss became {} at step {} (state saved in {})", r.loss, r.step, dir.display()),
+            ));
+        }
+        let mut record = serde_json::to_value(&r).expect("report serialises");
+        record["kind"] = json!("train");
+        record["elapsed_s"] = json!(elapsed(&trainer));
+        metrics.write(&record)?;
+        bar.set_position(r.step);
+        bar.set_message(format!(
+            "loss {:.4} acc {} exact {} | held-out exact {last_eval}",
+            r.loss,
+            pct(r.accuracy),
+            pct(r.exact_accuracy)
+        ));
+        if t.eval_interval > 0 && r.step % t.eval_interval == 0 && r.step < total {
+            let (report, _) = trainer.evaluate(t.eval_puzzles, |_| {})?;
+            last_eval = pct(report.exact_accuracy());
+            write_eval(&mut metrics, &trainer, &report, elapsed(&trainer))?;
+            plot_training_curves(&metrics_path, &dir.join("curves.png"))?;
+        }
+        if t.checkpoint_interval > 0 && r.step % t.checkpoint_interval == 0 {
+            save(&trainer, elapsed(&trainer))?;
+        }
+    }
+    bar.abandon();
+    let train_s = elapsed(&trainer);
+    save(&trainer, train_s)?;
+
+    println!("evaluating on {} held-out puzzles (all {} supervision steps)", trainer.data.test.len(), trainer.cfg.model.halt_max_steps);
+    let eval_bar = ProgressBar::new(trainer.data.test.len() as u64);
+    let (report, _) = trainer.evaluate(0, |done| eval_bar.set_position(done as u64))?;
+    eval_bar.finish_and_clear();
+    write_eval(&mut metrics, &trainer, &report, train_s)?;
+    plot_training_curves(&metrics_path, &dir.join("curves.png"))?;
+    write_depth_csv(&dir.join("depth.csv"), &report)?;
+    plot_depth_curve(&dir.join("depth.png"), &report, &format!("{:?} depth curve", trainer.cfg.model.arch))?;
+    print_summary(&report, trainer.step, train_s, started.elapsed().as_secs_f64(), &dir);
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "-".into()
+    }
+}
+
+fn write_eval(
+    metrics: &mut MetricsWriter,
+    trainer: &Trainer,
+    report: &EvalReport,
+    elapsed_s: f64,
+) -> Result<()> {
+    let mut record = serde_json::to_value(report).expect("report serialises");
+    record["kind"] = json!("eval");
+    record["step"] = json!(trainer.step);
+    record["exact_accuracy"] = json!(report.exact_accuracy());
+    record["token_accuracy"] = json!(report.token_accuracy());
+    record["mean_halt_step"] = json!(report.mean_halt_step());
+    record["elapsed_s"] = json!(elapsed_s);
+    metrics.write(&record)
+}
+
+pub fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64, dir: &Path) {
+    println!("depth curve (exact accuracy after k supervision steps):");
+    let cells: Vec<String> = report
+        .exact_by_step
+        .iter()
+        .enumerate()
+        .map(|(k, a)| format!("{}:{:.1}%", k + 1, 100.0 * a))
+        .collect();
+    println!("  {}", cells.join("  "));
+    println!(
+        "held-out exact accuracy {:.2}% (token {:.2}%) on {} puzzles, after {step} steps in {train_s:.0} s of training ({total_s:.0} s in all); mean halting step {:.2}",
+        100.0 * report.exact_accuracy(),
+        100.0 * report.token_accuracy(),
+        report.puzzles,
+        report.mean_halt_step()
+    );
+    println!("files: {}/{{model.safetensors, metrics.jsonl, curves.png, depth.csv, depth.png}}", dir.display());
+}
