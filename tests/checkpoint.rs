@@ -359,7 +359,7 @@ fn atomic_write_keeps_the_old_file_when_the_writer_fails() {
     // A successful write replaces the contents entirely (no stale tail from the longer file).
     write_atomically(&path, |w| {
         w.write_all(b"new")
-            .map_err(|e| recur::checkpoint::atomic::io_error(&path, e))
+            .map_err(|e| recur::checkpoint::io_error(&path, e))
     })
     .unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"new");
@@ -754,6 +754,7 @@ print(json.dumps({"kept": sorted(kept), "dropped": sorted(dropped),
                   "strip": [m.strip_official_prefix(n) for n in names]}))
 "#;
     let out = std::process::Command::new(python)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("-c")
         .arg(probe)
         .arg(&script)

@@ -3,20 +3,12 @@
 //! so a reader (or a run restarted after a crash) sees either the complete old file or the
 //! complete new one, never a truncated mix.
 
-use crate::error::{Error, Result};
+use crate::checkpoint::file_error::io_error;
+use crate::error::Result;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// The `Error::Io` for a failure while reading or writing `path`. Closures passed to
-/// `write_atomically` use it to attach the target's name to their own write errors.
-pub fn io_error(path: &Path, source: io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 /// Writes `path` atomically: `write` fills a buffered temporary file in the same directory, which
 /// is flushed, fsynced and renamed over `path`; the directory is then fsynced (best effort: some

@@ -6,7 +6,8 @@
 //! data is streamed here one tensor at a time, so neither direction holds a second copy of the
 //! whole file in memory (the ARC puzzle table alone is 1.8–2.4 GB).
 
-use crate::checkpoint::atomic::{io_error, write_atomically};
+use crate::checkpoint::atomic::write_atomically;
+use crate::checkpoint::file_error::{invalid_data, io_error};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -14,7 +15,7 @@ use safetensors::tensor::Metadata;
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
 /// The header-size limit of the `safetensors` crate: a larger length field means the file is not
@@ -134,7 +135,7 @@ pub fn load_tensors(
         bytes.resize(end - start, 0);
         reader
             .read_exact(&mut bytes)
-            .map_err(|e| malformed(path, format!("reading the data of tensor {name:?}: {e}")))?;
+            .map_err(|e| invalid_data(path, format!("reading the data of tensor {name:?}: {e}")))?;
         let tensor = match info.dtype {
             Dtype::F16 => {
                 let widened: Vec<f32> = bytes
@@ -163,7 +164,7 @@ pub fn load_tensors(
 /// as truncated rather than as a failed read somewhere in the middle.
 fn read_header(path: &Path, reader: &mut impl Read, file_len: u64) -> Result<Metadata> {
     if file_len < 8 {
-        return Err(malformed(
+        return Err(invalid_data(
             path,
             format!(
                 "only {file_len} bytes, too short for the 8-byte header length: \
@@ -177,7 +178,7 @@ fn read_header(path: &Path, reader: &mut impl Read, file_len: u64) -> Result<Met
         .map_err(|e| io_error(path, e))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES {
-        return Err(malformed(
+        return Err(invalid_data(
             path,
             format!(
                 "header length field says {header_len} bytes (limit {MAX_HEADER_BYTES}): \
@@ -186,7 +187,7 @@ fn read_header(path: &Path, reader: &mut impl Read, file_len: u64) -> Result<Met
         ));
     }
     if 8 + header_len > file_len {
-        return Err(malformed(
+        return Err(invalid_data(
             path,
             format!(
                 "header length field says {header_len} bytes but only {} follow it: \
@@ -200,17 +201,17 @@ fn read_header(path: &Path, reader: &mut impl Read, file_len: u64) -> Result<Met
         .read_exact(&mut header_bytes)
         .map_err(|e| io_error(path, e))?;
     let text = std::str::from_utf8(&header_bytes)
-        .map_err(|e| malformed(path, format!("header is not UTF-8: {e}")))?;
+        .map_err(|e| invalid_data(path, format!("header is not UTF-8: {e}")))?;
     // Deserialising `Metadata` also validates it: offsets must tile the data section with no
     // gaps, and each tensor's byte length must match its dtype and shape.
     let header: Metadata = serde_json::from_str(text).map_err(|e| {
         let detail = misfit_tensor(text).unwrap_or_else(|| e.to_string());
-        malformed(path, format!("invalid safetensors header: {detail}"))
+        invalid_data(path, format!("invalid safetensors header: {detail}"))
     })?;
     let data_len = header.data_len() as u64;
     let available = file_len - 8 - header_len;
     if available < data_len {
-        return Err(malformed(
+        return Err(invalid_data(
             path,
             format!(
                 "truncated: the header describes {data_len} bytes of tensor data \
@@ -219,7 +220,7 @@ fn read_header(path: &Path, reader: &mut impl Read, file_len: u64) -> Result<Met
         ));
     }
     if available > data_len {
-        return Err(malformed(
+        return Err(invalid_data(
             path,
             format!(
                 "{} unexpected bytes after the {data_len} bytes of tensor data the header describes",
@@ -268,7 +269,7 @@ fn refuse_unsupported_dtypes(path: &Path, header: &Metadata) -> Result<()> {
         return Ok(());
     }
     unsupported.sort();
-    Err(malformed(
+    Err(invalid_data(
         path,
         format!(
             "unsupported tensor dtype: {}; recur loads F32, BF16, F64 and I32 \
@@ -276,9 +277,4 @@ fn refuse_unsupported_dtypes(path: &Path, header: &Metadata) -> Result<()> {
             unsupported.join(", ")
         ),
     ))
-}
-
-/// The error for a file whose contents are not a valid safetensors file.
-fn malformed(path: &Path, msg: String) -> Error {
-    io_error(path, io::Error::new(io::ErrorKind::InvalidData, msg))
 }
