@@ -178,7 +178,12 @@ fn run_op(
     let forward_launches = launches();
     let mut loss: Option<Var> = None;
     for (i, out) in outs.iter().enumerate() {
-        let weights = randn(out.shape().clone(), 1.0, seed ^ (0xfeed + i as u64), out.dtype());
+        let weights = randn(
+            out.shape().clone(),
+            1.0,
+            seed ^ (0xfeed + i as u64),
+            out.dtype(),
+        );
         let term = tape.sum_all(&tape.mul(out, &Var::constant(weights))?)?;
         loss = Some(match loss {
             None => term,
@@ -310,7 +315,9 @@ fn check_elementwise(dev: &Arc<Recording>) {
             .run(dev, seed, |t, v| Ok(vec![t.add(&v[0], &v[1])?]));
         OpCheck::new(format!("inject_add of 3 {dt}"), vec![xs(3), xs(4), xs(5)])
             .launches(kernels(&["inject_add_fwd"], dt), vec![])
-            .run(dev, seed, |t, v| Ok(vec![t.inject_add(&[&v[0], &v[1], &v[2]])?]));
+            .run(dev, seed, |t, v| {
+                Ok(vec![t.inject_add(&[&v[0], &v[1], &v[2]])?])
+            });
         OpCheck::new(format!("mul {dt}"), vec![xs(6), xs(7)])
             .launches(
                 kernels(&["mul_fwd"], dt),
@@ -378,7 +385,9 @@ fn check_layout(dev: &Arc<Recording>) {
         let x = |shape: &[usize], k: u64| randn(shape.to_vec(), 1.0, seed + k, dt);
         OpCheck::new(format!("reshape {dt}"), vec![x(&[2, 97, 64], 0)])
             .launches(vec![], vec![])
-            .run(dev, seed, |t, v| Ok(vec![t.reshape(&v[0], [2, 97, 2, 32])?]));
+            .run(dev, seed, |t, v| {
+                Ok(vec![t.reshape(&v[0], [2, 97, 2, 32])?])
+            });
         OpCheck::new(format!("transpose_last2 {dt}"), vec![x(&[2, 97, 64], 1)])
             .launches(
                 kernels(&["transpose_last2_fwd"], dt),
@@ -391,20 +400,28 @@ fn check_layout(dev: &Arc<Recording>) {
                 kernels(&["concat_fwd", "concat_fwd", "concat_fwd"], dt),
                 kernels(&["narrow_fwd", "narrow_fwd", "narrow_fwd"], dt),
             )
-            .run(dev, seed, |t, v| Ok(vec![t.concat(&[&v[0], &v[1], &v[2]], 1)?]));
-        // The third piece is unused: its part of the gradient must come back as zeros.
-        OpCheck::new(format!("split in 3, two used {dt}"), vec![x(&[2, 97, 96], 5)])
-            .launches(
-                kernels(&["narrow_fwd", "narrow_fwd", "narrow_fwd"], dt),
-                kernels(&["narrow_bwd", "narrow_bwd"], dt),
-            )
             .run(dev, seed, |t, v| {
-                let parts = t.split(&v[0], &[32, 33, 31], -1)?;
-                Ok(vec![parts[0].clone(), parts[1].clone()])
+                Ok(vec![t.concat(&[&v[0], &v[1], &v[2]], 1)?])
             });
-        OpCheck::new(format!("narrow off a prefix {dt}"), vec![x(&[2, 97, 11], 6)])
-            .launches(kernels(&["narrow_fwd"], dt), kernels(&["narrow_bwd"], dt))
-            .run(dev, seed, |t, v| Ok(vec![t.narrow(&v[0], 1, 16, 81)?]));
+        // The third piece is unused: its part of the gradient must come back as zeros.
+        OpCheck::new(
+            format!("split in 3, two used {dt}"),
+            vec![x(&[2, 97, 96], 5)],
+        )
+        .launches(
+            kernels(&["narrow_fwd", "narrow_fwd", "narrow_fwd"], dt),
+            kernels(&["narrow_bwd", "narrow_bwd"], dt),
+        )
+        .run(dev, seed, |t, v| {
+            let parts = t.split(&v[0], &[32, 33, 31], -1)?;
+            Ok(vec![parts[0].clone(), parts[1].clone()])
+        });
+        OpCheck::new(
+            format!("narrow off a prefix {dt}"),
+            vec![x(&[2, 97, 11], 6)],
+        )
+        .launches(kernels(&["narrow_fwd"], dt), kernels(&["narrow_bwd"], dt))
+        .run(dev, seed, |t, v| Ok(vec![t.narrow(&v[0], 1, 16, 81)?]));
     }
 }
 on_every_backend!(layout, super::check_layout);
@@ -419,7 +436,11 @@ fn check_argmax(dev: &Arc<Recording>) {
         .unwrap();
     assert_eq!(dev.take(), ["argmax_fwd_f32"], "seed {seed}");
     assert_eq!(got.shape(), want.shape());
-    assert_eq!(got.to_vec_i32().unwrap(), want.to_vec_i32().unwrap(), "seed {seed}");
+    assert_eq!(
+        got.to_vec_i32().unwrap(),
+        want.to_vec_i32().unwrap(),
+        "seed {seed}"
+    );
 }
 on_every_backend!(argmax, super::check_argmax);
 
@@ -431,22 +452,29 @@ fn check_linear(dev: &Arc<Recording>) {
         let x = randn([2, 97, 64], 1.0, seed, dt);
         let w = randn([96, 64], 0.125, seed + 1, dt);
         let b = randn([96], 1.0, seed + 2, dt);
-        OpCheck::new(format!("linear with bias {dt}"), vec![x.clone(), w.clone(), b])
-            .launches(
-                kernels(&["linear_fwd"], dt),
-                kernels(
-                    &["linear_input_bwd", "linear_weight_bwd", "linear_bias_bwd"],
-                    dt,
-                ),
-            )
-            .run(dev, seed, |t, v| Ok(vec![t.linear(&v[0], &v[1], Some(&v[2]))?]));
+        OpCheck::new(
+            format!("linear with bias {dt}"),
+            vec![x.clone(), w.clone(), b],
+        )
+        .launches(
+            kernels(&["linear_fwd"], dt),
+            kernels(
+                &["linear_input_bwd", "linear_weight_bwd", "linear_bias_bwd"],
+                dt,
+            ),
+        )
+        .run(dev, seed, |t, v| {
+            Ok(vec![t.linear(&v[0], &v[1], Some(&v[2]))?])
+        });
         // A constant input needs no dx: only the weight's product runs.
         OpCheck::new(format!("linear, no bias, constant input {dt}"), vec![x, w])
             .launches(
                 kernels(&["linear_fwd"], dt),
                 kernels(&["linear_weight_bwd"], dt),
             )
-            .run(dev, seed, |t, v| Ok(vec![t.linear(&v[0].detach(), &v[1], None)?]));
+            .run(dev, seed, |t, v| {
+                Ok(vec![t.linear(&v[0].detach(), &v[1], None)?])
+            });
     }
     let a = randn([2, 97, 64], 1.0, seed + 3, DType::F32);
     let b = randn([64, 33], 0.125, seed + 4, DType::F32);
@@ -495,7 +523,10 @@ fn check_embedding(dev: &Arc<Recording>) {
     let tape = Tape::with_compute(dev.compute());
     let table = tape.leaf(randn([11, 64], 1.0, seed, DType::F32));
     match tape.embedding(&bad, &table) {
-        Err(Error::Arg { op: "embedding", msg }) => assert!(msg.contains("11"), "{msg}"),
+        Err(Error::Arg {
+            op: "embedding",
+            msg,
+        }) => assert!(msg.contains("11"), "{msg}"),
         other => panic!("expected an argument error naming the id, got {other:?}"),
     }
 }
@@ -518,7 +549,9 @@ fn check_rope(dev: &Arc<Recording>) {
         let x = randn([2, 81, 2, 32], 1.0, seed + 7, dt);
         OpCheck::new(format!("rope_2d 9×9 {dt}"), vec![x])
             .launches(kernels(&["rope_fwd"], dt), kernels(&["rope_bwd"], dt))
-            .run(dev, seed, |t, v| Ok(vec![t.rope_2d(&v[0], &rows, &cols, 10.0)?]));
+            .run(dev, seed, |t, v| {
+                Ok(vec![t.rope_2d(&v[0], &rows, &cols, 10.0)?])
+            });
     }
 }
 on_every_backend!(rope, super::check_rope);
@@ -560,7 +593,12 @@ fn check_attention(dev: &Arc<Recording>) {
     OpCheck::new("attention with head dim 16 (CPU fallback)", qkv(16))
         .launches(vec![], vec![])
         .run(dev, seed, |t, v| {
-            Ok(vec![t.attention(&v[0], &v[1], &v[2], &AttentionOpts::default())?])
+            Ok(vec![t.attention(
+                &v[0],
+                &v[1],
+                &v[2],
+                &AttentionOpts::default(),
+            )?])
         });
 }
 on_every_backend!(attention, super::check_attention);
@@ -645,12 +683,15 @@ fn check_losses(dev: &Arc<Recording>) {
             .unwrap()
             .to_dtype(dt)
             .unwrap();
-        OpCheck::new(format!("bce_with_logits, soft targets {dt}"), vec![x, targets])
-            .launches(
-                kernels(&["bce_with_logits_fwd"], dt),
-                kernels(&["bce_with_logits_bwd"], dt),
-            )
-            .run(dev, seed, |t, v| Ok(vec![t.bce_with_logits(&v[0], &v[1])?]));
+        OpCheck::new(
+            format!("bce_with_logits, soft targets {dt}"),
+            vec![x, targets],
+        )
+        .launches(
+            kernels(&["bce_with_logits_fwd"], dt),
+            kernels(&["bce_with_logits_bwd"], dt),
+        )
+        .run(dev, seed, |t, v| Ok(vec![t.bce_with_logits(&v[0], &v[1])?]));
     }
     // A label outside 0..V (and not −100) is the reference's error, not a NaN loss.
     let mut bad = labels.to_vec_i32().unwrap();
@@ -686,8 +727,8 @@ fn check_post_norm_block(dev: &Arc<Recording>) {
             rms_norm_eps: 1e-5,
         };
         let mut params = Params::new();
-        let block = PostNormBlock::new(&mut params, "L_level.layers.0.", cfg, seed + k as u64)
-            .unwrap();
+        let block =
+            PostNormBlock::new(&mut params, "L_level.layers.0.", cfg, seed + k as u64).unwrap();
         let rope = RopeTable::one_d(97, 64 / num_heads, 10000.0).unwrap();
         let x = randn([2, 97, 64], 1.0, seed + 10 + k as u64, DType::F32);
         let weights = randn([2, 97, 64], 1.0, seed + 20 + k as u64, DType::F32);
@@ -722,7 +763,11 @@ fn check_post_norm_block(dev: &Arc<Recording>) {
         let names: Vec<&String> = grads.iter().map(|(n, _)| n).collect();
         let cpu_names: Vec<&String> = cpu_grads.iter().map(|(n, _)| n).collect();
         assert_eq!(names, cpu_names, "{what}: parameters with gradients");
-        assert_eq!(names.len(), 4, "{what}: qkv, o, gate_up and down projections");
+        assert_eq!(
+            names.len(),
+            4,
+            "{what}: qkv, o, gate_up and down projections"
+        );
         for ((name, g), (_, c)) in grads.iter().zip(&cpu_grads) {
             assert_close(&format!("{what}: gradient of {name}"), g, c, 1e-5);
         }
@@ -756,7 +801,10 @@ on_every_backend!(post_norm_block, super::check_post_norm_block);
 #[test]
 fn device_flags_parse_and_cuda_without_a_gpu_is_an_error() {
     assert!(matches!(Compute::from_flag("cpu").unwrap(), Compute::Cpu));
-    assert!(Tape::new().compute().kernels().is_none(), "tapes default to the CPU");
+    assert!(
+        Tape::new().compute().kernels().is_none(),
+        "tapes default to the CPU"
+    );
     let emu = Compute::from_flag("emu").unwrap();
     assert!(emu.name().starts_with("emu"), "{}", emu.name());
     assert!(matches!(
@@ -765,7 +813,13 @@ fn device_flags_parse_and_cuda_without_a_gpu_is_an_error() {
     ));
     match (Cuda::new(0), Compute::from_flag("cuda")) {
         (Ok(_), Ok(cuda)) => assert!(cuda.name().starts_with("cuda"), "{}", cuda.name()),
-        (Err(_), Err(Error::Device { backend: "cuda", msg })) => {
+        (
+            Err(_),
+            Err(Error::Device {
+                backend: "cuda",
+                msg,
+            }),
+        ) => {
             assert!(msg.contains("--device cuda"), "{msg}")
         }
         (gpu, flag) => panic!(
@@ -783,7 +837,9 @@ fn f64_on_the_kernels_is_a_dtype_error() {
     let tape = Tape::with_compute(Compute::emu());
     let x = tape.leaf(Tensor::ones([3, 4], DType::F64));
     match tape.silu(&x) {
-        Err(Error::DType { got: DType::F64, .. }) => {}
+        Err(Error::DType {
+            got: DType::F64, ..
+        }) => {}
         other => panic!("expected a dtype error, got {other:?}"),
     }
 }

@@ -19,7 +19,9 @@ fn transpose_last2_fwd(compute: &Compute, x: &Tensor) -> Result<Tensor> {
 fn concat_fwd(compute: &Compute, xs: &[&Tensor], axis: isize) -> Result<Tensor> {
     match compute.kernels() {
         None => cpu::concat_fwd(xs, axis),
-        Some(dev) => on_device(dev, xs, |dev, xs| kernels::concat_fwd(dev, &refs(&xs), axis)),
+        Some(dev) => on_device(dev, xs, |dev, xs| {
+            kernels::concat_fwd(dev, &refs(&xs), axis)
+        }),
     }
 }
 

@@ -50,7 +50,9 @@ fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<Line
             w.as_ref()
                 .map(|w| cpu::linear_bwd_input(g, w, x_shape))
                 .transpose()?,
-            x.as_ref().map(|x| cpu::linear_bwd_weight(g, x)).transpose()?,
+            x.as_ref()
+                .map(|x| cpu::linear_bwd_weight(g, x))
+                .transpose()?,
             bias_grad.then(|| cpu::linear_bwd_bias(g)).transpose()?,
         )),
         Some(dev) => on_device(dev, (g, w.as_ref(), x.as_ref()), |dev, (g, w, x)| {

@@ -69,13 +69,8 @@ fn norm_fwd(
                 let inputs = (g, terms.iter().collect::<Vec<_>>(), &stats, norm.as_ref());
                 let (dx, affine) =
                     on_device(dev.as_ref(), inputs, |dev, (g, terms, stats, norm)| {
-                        let grads = kernels::step_norm_bwd(
-                            dev,
-                            &g,
-                            &refs(&terms),
-                            &stats,
-                            &norm.as_ref(),
-                        )?;
+                        let grads =
+                            kernels::step_norm_bwd(dev, &g, &refs(&terms), &stats, &norm.as_ref())?;
                         Ok((grads.dx, grads.affine))
                     })?;
                 Ok(NormGrads { dx, affine })

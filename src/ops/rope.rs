@@ -21,7 +21,12 @@ enum Direction {
     Backward,
 }
 
-fn rotate(compute: &Compute, x: &Tensor, table: &RopeTable, direction: Direction) -> Result<Tensor> {
+fn rotate(
+    compute: &Compute,
+    x: &Tensor,
+    table: &RopeTable,
+    direction: Direction,
+) -> Result<Tensor> {
     match (compute.kernels(), direction) {
         (None, Direction::Forward) => cpu::rope_fwd(x, table),
         (None, Direction::Backward) => cpu::rope_bwd(x, table),
@@ -43,7 +48,12 @@ impl Tape {
         let y = rotate(&compute, x.value(), table, Direction::Forward)?;
         let table = table.clone();
         self.record("rope", y, &[x], move |g| {
-            Ok(vec![Some(rotate(&compute, g, &table, Direction::Backward)?)])
+            Ok(vec![Some(rotate(
+                &compute,
+                g,
+                &table,
+                Direction::Backward,
+            )?)])
         })
     }
 
