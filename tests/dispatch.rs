@@ -226,6 +226,7 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     let (g, w) = (got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
     let err = rel_l2(&g, &w);
+    eprintln!("{what}: relative L2 error {err:.1e}"); // the measured errors, with --nocapture
     assert!(
         err <= tol,
         "{what}: relative L2 error {err:.3e} > {tol:.0e}\n kernels {:?}\n cpu     {:?}",

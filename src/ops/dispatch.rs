@@ -54,9 +54,13 @@ impl Compute {
             "cpu" => Ok(Compute::Cpu),
             "emu" => Ok(Compute::emu()),
             "cuda" => Compute::cuda().map_err(|e| {
+                let why = match e {
+                    Error::Device { msg, .. } => msg,
+                    other => other.to_string(),
+                };
                 Error::device(
                     "cuda",
-                    format!("--device cuda was requested, but no GPU is usable: {e}"),
+                    format!("--device cuda was requested, but no GPU is usable: {why}"),
                 )
             }),
             other => Err(Error::arg(
@@ -225,6 +229,6 @@ tuple_transfers!(A, B, C, D);
 tuple_transfers!(A, B, C, D, E);
 
 /// Borrows each device tensor, as the launchers that take `&[&DeviceTensor]` want them.
-pub fn refs(tensors: &[DeviceTensor]) -> Vec<&DeviceTensor> {
+pub(crate) fn refs(tensors: &[DeviceTensor]) -> Vec<&DeviceTensor> {
     tensors.iter().collect()
 }
