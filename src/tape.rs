@@ -7,9 +7,12 @@
 //! - Gradients accumulate by `+=` when a variable is used more than once.
 //! - `Tape::param` binds a leaf to a named parameter, so `Params::accumulate` can route gradients
 //!   back by the official state-dict names.
+//! - The tape owns a `Compute`: where its ops (forward and backward) run, the CPU reference or a
+//!   kernel backend (`ops::dispatch`, `docs/dispatch.md`).
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+pub use crate::ops::dispatch::Compute;
 use crate::params::{ParamId, Params};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -87,6 +90,7 @@ struct State {
 pub struct Tape {
     id: u64,
     state: RefCell<State>,
+    compute: Compute,
 }
 
 impl Default for Tape {
@@ -96,11 +100,23 @@ impl Default for Tape {
 }
 
 impl Tape {
+    /// A tape whose ops run on the CPU reference.
     pub fn new() -> Tape {
+        Tape::with_compute(Compute::Cpu)
+    }
+
+    /// A tape whose ops run on `compute` (their backwards too).
+    pub fn with_compute(compute: Compute) -> Tape {
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             state: RefCell::new(State::default()),
+            compute,
         }
+    }
+
+    /// Where this tape's ops run.
+    pub fn compute(&self) -> &Compute {
+        &self.compute
     }
 
     fn new_slot(&self) -> Slot {

@@ -1,18 +1,40 @@
 //! Pointwise activations: `silu`, `relu`, `gelu` (exact erf form), `sigmoid`, `softplus`
 //! (beta 1, threshold 20) and `exp`. All share `Tape::activation`; the functions themselves are
-//! defined once in `device::cpu::activation`.
+//! defined once in `device::cpu::activation` (and `kernels/activation.cu` on kernel backends).
 
-use crate::device::cpu::activation::{activation_bwd, activation_fwd, Activation};
+use crate::device::cpu::activation as cpu;
 use crate::error::Result;
+use crate::kernels::activation as kernels;
+use crate::ops::dispatch::{on_device, Compute};
 use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+pub use crate::device::cpu::activation::Activation;
+
+fn activation_fwd(compute: &Compute, act: Activation, x: &Tensor) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::activation_fwd(act, x),
+        Some(dev) => on_device(dev, x, |dev, x| kernels::activation_fwd(dev, act, &x)),
+    }
+}
+
+fn activation_bwd(compute: &Compute, act: Activation, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::activation_bwd(act, x, dy),
+        Some(dev) => on_device(dev, (x, dy), |dev, (x, dy)| {
+            kernels::activation_bwd(dev, act, &x, &dy)
+        }),
+    }
+}
 
 impl Tape {
     /// `act(x)` elementwise; backward is `dy ⊙ act′(x)`.
     pub fn activation(&self, act: Activation, x: &Var) -> Result<Var> {
-        let y = activation_fwd(act, x.value())?;
+        let compute = self.compute().clone();
+        let y = activation_fwd(&compute, act, x.value())?;
         let x_val = x.value().clone();
         self.record(act.name(), y, &[x], move |g| {
-            Ok(vec![Some(activation_bwd(act, &x_val, g)?)])
+            Ok(vec![Some(activation_bwd(&compute, act, &x_val, g)?)])
         })
     }
 

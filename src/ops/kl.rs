@@ -1,6 +1,9 @@
 //! `gaussian_kl` and `gaussian_kl_balanced`: elementwise KL(q‖p) of diagonal Gaussians given by
 //! means and standard deviations (GRAM's posterior-to-prior term). Reduce with `sum_all` or
 //! `mean` as the model requires; the GRAM text does not say which.
+//!
+//! Runs on the CPU reference on every backend for now (`docs/dispatch.md`): GRAM is not a
+//! TRM/HRM model, and `kernels/noise.cu` has its kernels for when it is dispatched.
 
 use crate::device::cpu::kl::{gaussian_kl_bwd, gaussian_kl_fwd, KlGradScale};
 use crate::error::Result;

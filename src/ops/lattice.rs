@@ -2,6 +2,9 @@
 //! differentiable (the official code runs it under `no_grad`): it reads the heads' values and
 //! records nothing. The algorithm and its Philox layout are documented in
 //! `device::cpu::lattice`.
+//!
+//! Runs on the CPU reference on every backend for now (`docs/dispatch.md`); `kernels/lattice.cu`
+//! has the kernel for when LDT is dispatched.
 
 pub use crate::device::cpu::lattice::{
     ChainStatus, Decision, LatticeHeads, LatticeParams, LatticeStep,

@@ -2,38 +2,139 @@
 //!
 //! Backward computes only the gradients of inputs that require one: the products are the most
 //! expensive part of a step, and weights or inputs are often constants.
+//!
+//! On a kernel backend both run on the tiled GEMM of `kernels/matmul.cu`; `matmul` with a 2-D `b`
+//! is `linear` with the weight `bᵀ` (one `transpose_last2` launch). A batched `b` (one matrix per
+//! batch item) has no kernel yet and runs on the CPU reference (`docs/dispatch.md`).
 
-use crate::device::cpu::linear::{
-    linear_bwd_bias, linear_bwd_input, linear_bwd_weight, linear_fwd, matmul_bwd_a, matmul_bwd_b,
-    matmul_fwd,
-};
+use crate::device::cpu::linear as cpu;
+use crate::device::DeviceTensor;
 use crate::error::Result;
+use crate::kernels::layout::transpose_last2_fwd;
+use crate::kernels::matmul as kernels;
+use crate::ops::dispatch::{on_device, Compute};
+use crate::shape::Shape;
 use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
+
+fn linear_fwd(compute: &Compute, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::linear_fwd(x, w, bias),
+        Some(dev) => on_device(dev, (x, w, bias), |dev, (x, w, bias)| {
+            kernels::linear_fwd(dev, &x, &w, bias.as_ref())
+        }),
+    }
+}
+
+/// What a `linear` backward needs: the weight for `dx`, the input for `dW`, and whether the bias
+/// wants `db`. `None` where the gradient is not needed.
+struct LinearSaved {
+    w: Option<Tensor>,
+    x: Option<Tensor>,
+    x_shape: Shape,
+    bias_grad: bool,
+}
+
+/// (dx, dW, db), each only where `saved` asks for it.
+type LinearGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<LinearGrads> {
+    let LinearSaved {
+        w,
+        x,
+        x_shape,
+        bias_grad,
+    } = saved;
+    match compute.kernels() {
+        None => Ok((
+            w.as_ref()
+                .map(|w| cpu::linear_bwd_input(g, w, x_shape))
+                .transpose()?,
+            x.as_ref()
+                .map(|x| cpu::linear_bwd_weight(g, x))
+                .transpose()?,
+            bias_grad.then(|| cpu::linear_bwd_bias(g)).transpose()?,
+        )),
+        Some(dev) => on_device(dev, (g, w.as_ref(), x.as_ref()), |dev, (g, w, x)| {
+            Ok((
+                w.map(|w| kernels::linear_bwd_input(dev, &g, &w, x_shape))
+                    .transpose()?,
+                x.map(|x| kernels::linear_bwd_weight(dev, &g, &x))
+                    .transpose()?,
+                bias_grad
+                    .then(|| kernels::linear_bwd_bias(dev, &g))
+                    .transpose()?,
+            ))
+        }),
+    }
+}
+
+/// Whether `a·b` is one `linear` on the kernels: `a [..., m, k]` and a 2-D `b [k, n]`.
+fn matmul_is_linear(a: &Shape, b: &Shape) -> bool {
+    a.rank() >= 2 && b.rank() == 2 && a.dims().last() == b.dims().first()
+}
+
+/// `bᵀ` of a 2-D `b`: the `[n, k]` weight that makes `a·b` a `linear`.
+fn as_weight(dev: &dyn crate::device::KernelBackend, b: &DeviceTensor) -> Result<DeviceTensor> {
+    transpose_last2_fwd(dev, b)
+}
+
+fn matmul_fwd(compute: &Compute, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    match compute.kernels() {
+        Some(dev) if matmul_is_linear(a.shape(), b.shape()) => {
+            on_device(dev, (a, b), |dev, (a, b)| {
+                kernels::linear_fwd(dev, &a, &as_weight(dev, &b)?, None)
+            })
+        }
+        _ => cpu::matmul_fwd(a, b),
+    }
+}
+
+/// `da = dy·bᵀ`, shaped `a_shape`.
+fn matmul_bwd_a(compute: &Compute, dy: &Tensor, b: &Tensor, a_shape: &Shape) -> Result<Tensor> {
+    match compute.kernels() {
+        Some(dev) if matmul_is_linear(a_shape, b.shape()) => {
+            on_device(dev, (dy, b), |dev, (dy, b)| {
+                kernels::linear_bwd_input(dev, &dy, &as_weight(dev, &b)?, a_shape)
+            })
+        }
+        _ => cpu::matmul_bwd_a(dy, b, a_shape),
+    }
+}
+
+/// `db = aᵀ·dy` (summed over a shared `b`'s batch), shaped `b_shape`.
+fn matmul_bwd_b(compute: &Compute, dy: &Tensor, a: &Tensor, b_shape: &Shape) -> Result<Tensor> {
+    match compute.kernels() {
+        // dW of the `linear` is (aᵀ·dy)ᵀ: transpose it back.
+        Some(dev) if matmul_is_linear(a.shape(), b_shape) => {
+            on_device(dev, (dy, a), |dev, (dy, a)| {
+                transpose_last2_fwd(dev, &kernels::linear_bwd_weight(dev, &dy, &a)?)
+            })
+        }
+        _ => cpu::matmul_bwd_b(dy, a, b_shape),
+    }
+}
 
 impl Tape {
     /// `y = x·Wᵀ + bias`: `x [..., in]`, `w [out, in]`, `bias [out]` → `[..., out]`. The weight
     /// gradient sums over every leading dimension of `x`.
     pub fn linear(&self, x: &Var, w: &Var, bias: Option<&Var>) -> Result<Var> {
-        let y = linear_fwd(x.value(), w.value(), bias.map(Var::value))?;
-        let x_shape = x.shape().clone();
-        let x_val = w.requires_grad().then(|| x.value().clone());
-        let w_val = x.requires_grad().then(|| w.value().clone());
-        let bias_needs_grad = bias.is_some_and(Var::requires_grad);
+        let compute = self.compute().clone();
+        let y = linear_fwd(&compute, x.value(), w.value(), bias.map(Var::value))?;
+        let saved = LinearSaved {
+            w: x.requires_grad().then(|| w.value().clone()),
+            x: w.requires_grad().then(|| x.value().clone()),
+            x_shape: x.shape().clone(),
+            bias_grad: bias.is_some_and(Var::requires_grad),
+        };
         let mut inputs = vec![x, w];
         inputs.extend(bias);
         let has_bias = bias.is_some();
         self.record("linear", y, &inputs, move |g| {
-            let dx = w_val
-                .as_ref()
-                .map(|w| linear_bwd_input(g, w, &x_shape))
-                .transpose()?;
-            let dw = x_val
-                .as_ref()
-                .map(|x| linear_bwd_weight(g, x))
-                .transpose()?;
+            let (dx, dw, db) = linear_bwd(&compute, g, &saved)?;
             let mut grads = vec![dx, dw];
             if has_bias {
-                grads.push(bias_needs_grad.then(|| linear_bwd_bias(g)).transpose()?);
+                grads.push(db);
             }
             Ok(grads)
         })
@@ -42,18 +143,19 @@ impl Tape {
     /// Batched `a·b`: `a [..., m, k]` with `b [..., k, n]` of the same batch dimensions, or a 2-D
     /// `b [k, n]` shared by every batch item (its gradient then sums over the batch).
     pub fn matmul(&self, a: &Var, b: &Var) -> Result<Var> {
-        let y = matmul_fwd(a.value(), b.value())?;
+        let compute = self.compute().clone();
+        let y = matmul_fwd(&compute, a.value(), b.value())?;
         let (a_shape, b_shape) = (a.shape().clone(), b.shape().clone());
         let a_val = b.requires_grad().then(|| a.value().clone());
         let b_val = a.requires_grad().then(|| b.value().clone());
         self.record("matmul", y, &[a, b], move |g| {
             let da = b_val
                 .as_ref()
-                .map(|b| matmul_bwd_a(g, b, &a_shape))
+                .map(|b| matmul_bwd_a(&compute, g, b, &a_shape))
                 .transpose()?;
             let db = a_val
                 .as_ref()
-                .map(|a| matmul_bwd_b(g, a, &b_shape))
+                .map(|a| matmul_bwd_b(&compute, g, a, &b_shape))
                 .transpose()?;
             Ok(vec![da, db])
         })

@@ -5,14 +5,91 @@
 //! Labels, targets of the cross-entropies and masks are plain tensors: they never receive a
 //! gradient. BCE targets are `Var`s and do receive one (`∂/∂t = −x` for plain BCE), so a soft
 //! target computed by the model can be trained through; pass `Var::constant` otherwise.
+//!
+//! On a kernel backend the sequence cross-entropies and BCE run on `kernels/loss.cu`;
+//! `masked_cross_entropy` stays on the CPU reference for now (`docs/dispatch.md`).
 
+use crate::device::cpu::loss as cpu;
 use crate::device::cpu::loss::{
-    bce_with_logits_bwd, bce_with_logits_fwd, masked_ce_bwd, masked_ce_fwd, sequence_mean_ce_bwd,
-    sequence_mean_ce_fwd, BceWeights, Normalizer,
+    check_labels, logits_rows_classes, masked_ce_bwd, masked_ce_fwd, BceWeights, Normalizer,
 };
 use crate::error::Result;
+use crate::kernels::loss as kernels;
+use crate::ops::dispatch::{on_device, Compute};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+
+fn sequence_op(norm: Normalizer) -> &'static str {
+    match norm {
+        Normalizer::Softmax => "softmax_cross_entropy",
+        Normalizer::Stablemax => "stablemax_cross_entropy",
+    }
+}
+
+/// The reference's checks of `logits [B, S, V]` and `labels [B, S]`, labels included. The kernels
+/// check shapes but turn a bad label into a NaN loss (checking on the device would synchronise);
+/// the labels are on the host here, so the tape keeps the reference's error.
+fn check_sequence_labels(op: &'static str, logits: &Tensor, labels: &Tensor) -> Result<()> {
+    logits.shape().expect_rank(op, 3)?;
+    let (_, classes) = logits_rows_classes(op, logits.shape(), labels.shape())?;
+    check_labels(op, labels.i32_data(op)?, classes, true, |_| true)
+}
+
+fn sequence_ce_fwd(
+    compute: &Compute,
+    logits: &Tensor,
+    labels: &Tensor,
+    norm: Normalizer,
+) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::sequence_mean_ce_fwd(logits, labels, norm),
+        Some(dev) => {
+            check_sequence_labels(sequence_op(norm), logits, labels)?;
+            on_device(dev, (logits, labels), |dev, (logits, labels)| {
+                kernels::sequence_ce_fwd(dev, &logits, &labels, norm)
+            })
+        }
+    }
+}
+
+fn sequence_ce_bwd(
+    compute: &Compute,
+    dy: &Tensor,
+    logits: &Tensor,
+    labels: &Tensor,
+    norm: Normalizer,
+) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::sequence_mean_ce_bwd(dy, logits, labels, norm),
+        Some(dev) => on_device(dev, (dy, logits, labels), |dev, (dy, logits, labels)| {
+            kernels::sequence_ce_bwd(dev, &dy, &logits, &labels, norm)
+        }),
+    }
+}
+
+fn bce_fwd(compute: &Compute, x: &Tensor, t: &Tensor, w: BceWeights) -> Result<Tensor> {
+    match compute.kernels() {
+        None => cpu::bce_with_logits_fwd(x, t, w),
+        Some(dev) => on_device(dev, (x, t), |dev, (x, t)| {
+            kernels::bce_with_logits_fwd(dev, &x, &t, w)
+        }),
+    }
+}
+
+fn bce_bwd(
+    compute: &Compute,
+    dy: &Tensor,
+    x: &Tensor,
+    t: &Tensor,
+    w: BceWeights,
+) -> Result<(Tensor, Tensor)> {
+    match compute.kernels() {
+        None => cpu::bce_with_logits_bwd(dy, x, t, w),
+        Some(dev) => on_device(dev, (dy, x, t), |dev, (dy, x, t)| {
+            kernels::bce_with_logits_bwd(dev, &dy, &x, &t, w)
+        }),
+    }
+}
 
 impl Tape {
     /// Softmax cross-entropy of `logits [B, S, V]` against i32 `labels [B, S]`, as the
@@ -30,21 +107,18 @@ impl Tape {
     }
 
     fn sequence_mean_ce(&self, logits: &Var, labels: &Tensor, norm: Normalizer) -> Result<Var> {
-        let y = sequence_mean_ce_fwd(logits.value(), labels, norm)?;
+        let compute = self.compute().clone();
+        let y = sequence_ce_fwd(&compute, logits.value(), labels, norm)?;
         let (x, labels) = (logits.value().clone(), labels.clone());
-        let op = match norm {
-            Normalizer::Softmax => "softmax_cross_entropy",
-            Normalizer::Stablemax => "stablemax_cross_entropy",
-        };
-        self.record(op, y, &[logits], move |g| {
-            Ok(vec![Some(sequence_mean_ce_bwd(g, &x, &labels, norm)?)])
+        self.record(sequence_op(norm), y, &[logits], move |g| {
+            Ok(vec![Some(sequence_ce_bwd(&compute, g, &x, &labels, norm)?)])
         })
     }
 
     /// Mask-weighted mean softmax cross-entropy, a scalar: `Σ m·CE(logits, targets) / Σ m` for
     /// `logits [N..., C]`, i32 `targets [N...]` and a float `mask [N...]` (finite, ≥ 0). Targets
     /// are only read where the mask is non-zero. When `Σ m = 0` nothing is scored: the loss is 0
-    /// and the gradient is zero.
+    /// and the gradient is zero. Runs on the CPU reference on every backend.
     pub fn masked_cross_entropy(
         &self,
         logits: &Var,
@@ -73,10 +147,11 @@ impl Tape {
         targets: &Var,
         weights: BceWeights,
     ) -> Result<Var> {
-        let y = bce_with_logits_fwd(logits.value(), targets.value(), weights)?;
+        let compute = self.compute().clone();
+        let y = bce_fwd(&compute, logits.value(), targets.value(), weights)?;
         let (x, t) = (logits.value().clone(), targets.value().clone());
         self.record("bce_with_logits", y, &[logits, targets], move |g| {
-            let (dx, dt) = bce_with_logits_bwd(g, &x, &t, weights)?;
+            let (dx, dt) = bce_bwd(&compute, g, &x, &t, weights)?;
             Ok(vec![Some(dx), Some(dt)])
         })
     }

@@ -2,6 +2,9 @@
 //! noise `ξ_i = philox::normal(seed, step, i)` over flat element indices; see
 //! `device::cpu::noise` for the layout. Plain noise tensors come from
 //! `device::cpu::noise::gaussian_noise`.
+//!
+//! Runs on the CPU reference on every backend for now (`docs/dispatch.md`): PTRM and GRAM are
+//! not TRM/HRM models, and `kernels/noise.cu` has the kernels for when they are dispatched.
 
 use crate::device::cpu::noise::{add_noise_fwd, reparam_sample_fwd, reparam_sample_sigma_bwd};
 use crate::error::Result;

@@ -1,20 +1,59 @@
 //! `rope` with a precomputed table, and the two conventions by name: `rope_1d` (HRM, TRM) and
 //! `rope_2d` (Sotaku, LDT maze).
+//!
+//! On a kernel backend both layouts run on `kernels/rope.cu`; the table's cos and sin are uploaded
+//! on every call (forward and backward), a few KiB at the models' sizes.
 
-use crate::device::cpu::rope::{rope_bwd, rope_fwd};
+use crate::device::cpu::rope as cpu;
 use crate::error::{Error, Result};
+use crate::kernels::rope as kernels;
+use crate::kernels::rope::DeviceRopeTable;
+use crate::ops::dispatch::{on_device, Compute};
 use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
 
 pub use crate::device::cpu::rope::{PairLayout, RopeTable};
+
+/// Which way to rotate: the forward, or its transpose (the backward).
+#[derive(Clone, Copy)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+fn rotate(
+    compute: &Compute,
+    x: &Tensor,
+    table: &RopeTable,
+    direction: Direction,
+) -> Result<Tensor> {
+    match (compute.kernels(), direction) {
+        (None, Direction::Forward) => cpu::rope_fwd(x, table),
+        (None, Direction::Backward) => cpu::rope_bwd(x, table),
+        (Some(dev), _) => on_device(dev, x, |dev, x| {
+            let table = DeviceRopeTable::upload(dev, table)?;
+            match direction {
+                Direction::Forward => kernels::rope_fwd(dev, &x, &table),
+                Direction::Backward => kernels::rope_bwd(dev, &x, &table),
+            }
+        }),
+    }
+}
 
 impl Tape {
     /// Rotates `x` `[B, S, H, hd]` by `table` (built once per model with `RopeTable::one_d` or
     /// `RopeTable::two_d`); position `s` uses the table's position `s`.
     pub fn rope(&self, x: &Var, table: &RopeTable) -> Result<Var> {
-        let y = rope_fwd(x.value(), table)?;
+        let compute = self.compute().clone();
+        let y = rotate(&compute, x.value(), table, Direction::Forward)?;
         let table = table.clone();
         self.record("rope", y, &[x], move |g| {
-            Ok(vec![Some(rope_bwd(g, &table)?)])
+            Ok(vec![Some(rotate(
+                &compute,
+                g,
+                &table,
+                Direction::Backward,
+            )?)])
         })
     }
 

@@ -4,6 +4,9 @@
 //! `CastedSparseEmbedding` copies `weights[ids]` into a fresh `local_weights` tensor that
 //! requires a gradient, and `CastedSparseEmbeddingSignSGD_Distributed` applies that gradient to
 //! the touched rows only (`optim::SignSgd`).
+//!
+//! Both run on the CPU reference on every backend for now (`docs/dispatch.md`): the gather is a
+//! row copy with no arithmetic, and the dense backward is not used in training.
 
 use crate::device::cpu::sparse_embedding::{gather_rows, scatter_add_rows, table_dims};
 use crate::error::Result;

@@ -98,8 +98,9 @@ struct RowWeights {
 }
 
 /// Errors naming the first label that is neither `IGNORE_LABEL` nor a class in `0..classes`
-/// (when `allow_ignore`), or not a class (otherwise), among the rows `checked` selects.
-fn check_labels(
+/// (when `allow_ignore`), or not a class (otherwise), among the rows `checked` selects. The tape's
+/// kernel dispatch (`ops::loss`) checks host labels with it too, since the kernels do not.
+pub(crate) fn check_labels(
     op: &'static str,
     labels: &[i32],
     classes: usize,
