@@ -340,6 +340,14 @@ fn atomic_write_keeps_the_old_file_when_the_writer_fails() {
     });
     assert!(result.unwrap_err().to_string().contains("midway"));
     assert_eq!(fs::read(&path).unwrap(), b"old contents");
+    let panicked = std::panic::catch_unwind(|| {
+        write_atomically(&path, |w| {
+            w.write_all(b"partial").unwrap();
+            panic!("writer crashed");
+        })
+    });
+    assert!(panicked.is_err());
+    assert_eq!(fs::read(&path).unwrap(), b"old contents");
     let absent = dir.join("never.bin");
     assert!(write_atomically(&absent, |_| Err(Error::arg("test", "no"))).is_err());
     assert!(
