@@ -340,6 +340,14 @@ fn atomic_write_keeps_the_old_file_when_the_writer_fails() {
     });
     assert!(result.unwrap_err().to_string().contains("midway"));
     assert_eq!(fs::read(&path).unwrap(), b"old contents");
+    let panicked = std::panic::catch_unwind(|| {
+        write_atomically(&path, |w| {
+            w.write_all(b"partial").unwrap();
+            panic!("writer crashed");
+        })
+    });
+    assert!(panicked.is_err());
+    assert_eq!(fs::read(&path).unwrap(), b"old contents");
     let absent = dir.join("never.bin");
     assert!(write_atomically(&absent, |_| Err(Error::arg("test", "no"))).is_err());
     assert!(
@@ -704,28 +712,38 @@ fn golden_weights_load_strictly_into_the_small_model() {
 
 // ---- the converter script --------------------------------------------------------------------
 
-#[test]
-fn converter_script_compiles_and_names_match_the_rust_loader() {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/convert_torch_checkpoint.py");
-    let python = match std::process::Command::new("python3")
+fn converter_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/convert_torch_checkpoint.py")
+}
+
+/// `python3` for running the converter, or `None` (the test then skips, saying so).
+fn python3() -> Option<std::process::Command> {
+    match std::process::Command::new("python3")
         .arg("--version")
         .output()
     {
-        Ok(out) if out.status.success() => "python3",
+        Ok(out) if out.status.success() => {
+            let mut cmd = std::process::Command::new("python3");
+            // Keep the source tree free of __pycache__.
+            cmd.env("PYTHONDONTWRITEBYTECODE", "1");
+            Some(cmd)
+        }
         _ => {
             println!("skipped: python3 is not available");
-            return;
+            None
         }
-    };
+    }
+}
+
+#[test]
+fn converter_script_compiles_and_names_match_the_rust_loader() {
+    let Some(mut compile) = python3() else { return };
     let dir = scratch_dir("py-compile");
-    // Compile to a scratch location so the source tree gets no __pycache__.
-    let compiled = dir.join("convert.pyc");
-    let out = std::process::Command::new(python)
+    let out = compile
         .arg("-c")
         .arg("import py_compile, sys; py_compile.compile(sys.argv[1], cfile=sys.argv[2], doraise=True)")
-        .arg(&script)
-        .arg(&compiled)
+        .arg(converter_script())
+        .arg(dir.join("convert.pyc"))
         .output()
         .unwrap();
     assert!(
@@ -753,11 +771,11 @@ kept, dropped = m.select_tensors({n: None for n in names}, strip=True)
 print(json.dumps({"kept": sorted(kept), "dropped": sorted(dropped),
                   "strip": [m.strip_official_prefix(n) for n in names]}))
 "#;
-    let out = std::process::Command::new(python)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
+    let out = python3()
+        .unwrap()
         .arg("-c")
         .arg(probe)
-        .arg(&script)
+        .arg(converter_script())
         .arg(serde_json::to_string(&names).unwrap())
         .output()
         .unwrap();
@@ -785,4 +803,186 @@ print(json.dumps({"kept": sorted(kept), "dropped": sorted(dropped),
             "model.inner.puzzle_emb.local_weights"
         ])
     );
+}
+
+/// A stand-in for the parts of `torch` the converter touches. Its `load` reads a JSON
+/// description of a checkpoint: {"wrap": key or null, "extra": {...}, "tensors": {name:
+/// [dtype, shape, hex bytes, name of a tensor whose storage it shares or null]}}.
+const STUB_TORCH: &str = r#"
+import json
+class _Storage:
+    def __init__(self, owner): self._owner = owner
+    def data_ptr(self): return id(self._owner)
+class _DType:
+    def __init__(self, name): self.name = name
+    def __str__(self): return "torch." + self.name
+float32, bfloat16, int32 = _DType("float32"), _DType("bfloat16"), _DType("int32")
+class Tensor:
+    def __init__(self, dtype, shape, data, base=None):
+        self.dtype, self.shape, self.data = dtype, tuple(shape), data
+        self._base = self if base is None else base
+    def detach(self): return self
+    def cpu(self): return self
+    def contiguous(self): return self
+    def clone(self): return Tensor(self.dtype, self.shape, self.data)
+    def numel(self):
+        n = 1
+        for d in self.shape: n *= d
+        return n
+    def dim(self): return len(self.shape)
+    def untyped_storage(self): return _Storage(self._base)
+def is_tensor(x): return isinstance(x, Tensor)
+def load(path, map_location=None, weights_only=None):
+    assert map_location == "cpu" and weights_only is True, (map_location, weights_only)
+    spec = json.load(open(path))
+    out = {}
+    for name, (dtype, shape, hexdata, shares) in spec["tensors"].items():
+        base = out[shares]._base if shares else None
+        out[name] = Tensor(globals()[dtype], shape, bytes.fromhex(hexdata), base)
+    if spec["wrap"]:
+        return dict(spec["extra"], **{spec["wrap"]: out})
+    return dict(out, **spec["extra"])
+"#;
+
+/// A stand-in for `safetensors.torch.save_file` that writes a real safetensors file and, like
+/// the real one, refuses tensors sharing storage.
+const STUB_SAFETENSORS_TORCH: &str = r#"
+import json, struct
+NAMES = {"float32": "F32", "bfloat16": "BF16", "int32": "I32"}
+def save_file(tensors, filename, metadata=None):
+    storages = [t.untyped_storage().data_ptr() for t in tensors.values()]
+    if len(set(storages)) != len(storages):
+        raise RuntimeError("Some tensors share memory")
+    header, data = {}, b""
+    if metadata: header["__metadata__"] = metadata
+    for name, t in sorted(tensors.items()):
+        header[name] = {"dtype": NAMES[t.dtype.name], "shape": list(t.shape),
+                        "data_offsets": [len(data), len(data) + len(t.data)]}
+        data += t.data
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(filename, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + data)
+"#;
+
+#[test]
+fn converter_script_end_to_end_with_stub_torch() {
+    let Some(_) = python3() else { return };
+    let mut rng = fresh_rng("converter_script_end_to_end_with_stub_torch");
+    let dir = scratch_dir("py-convert");
+    fs::create_dir_all(dir.join("stubs/torch")).unwrap();
+    fs::create_dir_all(dir.join("stubs/safetensors")).unwrap();
+    fs::write(dir.join("stubs/torch/__init__.py"), STUB_TORCH).unwrap();
+    fs::write(dir.join("stubs/safetensors/__init__.py"), "").unwrap();
+    fs::write(
+        dir.join("stubs/safetensors/torch.py"),
+        STUB_SAFETENSORS_TORCH,
+    )
+    .unwrap();
+
+    let p = "_orig_mod.model.inner.";
+    let h_init = random_tensor(&mut rng, DType::BF16, &[8]);
+    let q_weight = random_tensor(&mut rng, DType::F32, &[2, 8]);
+    let embed = random_tensor(&mut rng, DType::F32, &[11, 8]);
+    let rotary = random_tensor(&mut rng, DType::F32, &[5, 4]);
+    let ids = random_tensor(&mut rng, DType::I32, &[4]);
+    let entry = |dtype: &str, t: &Tensor, shares: Option<String>| {
+        let hex: String = t.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::json!([dtype, t.dims(), hex, shares])
+    };
+    let tensors = serde_json::json!({
+        format!("{p}H_init"): entry("bfloat16", &h_init, None),
+        format!("{p}q_head.weight"): entry("float32", &q_weight, None),
+        format!("{p}embed_tokens.embedding_weight"): entry("float32", &embed, None),
+        // Tied to the embedding: the converter must give it its own copy.
+        format!("{p}lm_head.weight"): entry("float32", &embed, Some(format!("{p}embed_tokens.embedding_weight"))),
+        format!("{p}rotary_emb.cos_cached"): entry("float32", &rotary, None),
+        format!("{p}puzzle_emb.local_ids"): entry("int32", &ids, None),
+    });
+    let run = |args: &[&str], wrap: Option<&str>| {
+        // A wrapped state dict sits beside other training state, as in real checkpoints.
+        let extra = match wrap {
+            Some(_) => serde_json::json!({"step": 7}),
+            None => serde_json::json!({}),
+        };
+        let spec = serde_json::json!({"wrap": wrap, "extra": extra, "tensors": tensors});
+        fs::write(dir.join("ckpt.pt"), spec.to_string()).unwrap();
+        python3()
+            .unwrap()
+            .env("PYTHONPATH", dir.join("stubs"))
+            .arg(converter_script())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let input = dir.join("ckpt.pt");
+    let input = input.to_str().unwrap();
+    let kept = dir.join("kept.safetensors");
+    let stripped = dir.join("stripped.safetensors");
+
+    let out = run(&[input, "-o", kept.to_str().unwrap()], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Parameters exclude the H_init buffer: 2·8 + 11·8 + 11·8.
+    assert!(stdout.contains("192 parameters"), "{stdout}");
+    assert!(stdout
+        .contains("dropped non-persistent buffer _orig_mod.model.inner.rotary_emb.cos_cached"));
+
+    let out = run(
+        &[input, "-o", stripped.to_str().unwrap(), "--strip-prefix"],
+        Some("model"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("under key 'model'"));
+
+    for (path, prefix) in [(&kept, p), (&stripped, "")] {
+        let (back, metadata) = load_tensors(path).unwrap();
+        assert_eq!(metadata["source"], "ckpt.pt");
+        let want = BTreeMap::from([
+            (format!("{prefix}H_init"), h_init.clone()),
+            (format!("{prefix}q_head.weight"), q_weight.clone()),
+            (
+                format!("{prefix}embed_tokens.embedding_weight"),
+                embed.clone(),
+            ),
+            (format!("{prefix}lm_head.weight"), embed.clone()),
+        ]);
+        assert_same_tensors(&back, &want);
+    }
+
+    // Failures exit non-zero with a message, and leave no output behind.
+    let absent = dir.join("absent.pt");
+    let refused = [
+        (vec![absent.to_str().unwrap()], "no such file"),
+        (
+            vec![input, "-o", kept.to_str().unwrap()],
+            "exists; pass --force",
+        ),
+    ];
+    for (args, needle) in refused {
+        let out = run(&args, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(needle),
+            "{args:?}: {stderr}"
+        );
+    }
+    let out = run(
+        &[input, "-o", dir.join("x.safetensors").to_str().unwrap()],
+        Some("not_a_known_key"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no state dict found"),
+        "{stderr}"
+    );
+    assert!(!dir.join("x.safetensors").exists());
 }

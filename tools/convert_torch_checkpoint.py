@@ -21,13 +21,9 @@ import tempfile
 OFFICIAL_PREFIXES = ("_orig_mod.", "model.", "inner.")
 # Persistent buffers: in the checkpoint, but not parameters (not counted in parameter totals).
 PERSISTENT_BUFFERS = {"H_init", "L_init", "puzzle_emb.weights"}
-# Non-persistent buffers: never in a state_dict(), but present in dumps of all buffers.
-NON_PERSISTENT = {
-    "rotary_emb.cos_cached",
-    "rotary_emb.sin_cached",
-    "puzzle_emb.local_weights",
-    "puzzle_emb.local_ids",
-}
+# Non-persistent buffers (rotary tables, puzzle-embedding training scratch), by name prefix after
+# stripping: never in a state_dict(), but present in dumps of all buffers.
+NON_PERSISTENT_PREFIXES = ("rotary_emb.", "puzzle_emb.local_")
 # Keys under which training scripts commonly nest the state dict inside a larger dict.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "ema", "ema_state_dict")
 
@@ -70,7 +66,7 @@ def select_tensors(state_dict, strip):
         if not isinstance(name, str):
             raise ConversionError(f"state dict key {name!r} is not a string")
         short = strip_official_prefix(name)
-        if short in NON_PERSISTENT:
+        if short.startswith(NON_PERSISTENT_PREFIXES):
             dropped.append(name)
             continue
         out_name = short if strip else name
@@ -86,15 +82,16 @@ def select_tensors(state_dict, strip):
 def prepare_for_safetensors(tensors, torch):
     """Detached, contiguous CPU tensors; tied tensors (shared storage) get their own copy,
     since safetensors refuses to write shared memory twice."""
-    seen = set()
+    seen_storages = set()
     out = {}
     for name, t in tensors.items():
         t = t.detach().cpu().contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
-        if key is not None and key in seen:
-            t = t.clone()
-        elif key is not None:
-            seen.add(key)
+        if t.numel():
+            storage = t.untyped_storage().data_ptr()
+            if storage in seen_storages:
+                t = t.clone()
+            else:
+                seen_storages.add(storage)
         out[name] = t
     return out
 

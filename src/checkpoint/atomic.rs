@@ -14,32 +14,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// is flushed, fsynced and renamed over `path`; the directory is then fsynced (best effort: some
 /// platforms and file systems cannot sync a directory) so the rename itself survives a power cut.
 ///
-/// If `write` returns an error, or any step fails, the temporary file is removed and `path` is
-/// left exactly as it was (absent, or the old contents).
+/// If `write` returns an error or panics, or any step fails, the temporary file is removed and
+/// `path` is left exactly as it was (absent, or the old contents).
 pub fn write_atomically<F>(path: impl AsRef<Path>, write: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
     let path = path.as_ref();
     let (tmp_path, file) = create_temp_beside(path)?;
-    let outcome = fill_and_sync(path, file, write).and_then(|()| {
-        fs::rename(&tmp_path, path).map_err(|e| {
-            io_error(
-                path,
-                io::Error::new(
-                    e.kind(),
-                    format!("renaming {} over it: {e}", tmp_path.display()),
-                ),
-            )
-        })
-    });
-    if outcome.is_err() {
-        // The temp file is garbage now; failing to remove it must not hide the real error.
-        let _ = fs::remove_file(&tmp_path);
-        return outcome;
-    }
+    let guard = RemoveOnDrop(&tmp_path);
+    fill_and_sync(path, file, write)?;
+    fs::rename(&tmp_path, path).map_err(|e| {
+        io_error(
+            path,
+            io::Error::new(
+                e.kind(),
+                format!("renaming {} over it: {e}", tmp_path.display()),
+            ),
+        )
+    })?;
+    std::mem::forget(guard);
     sync_parent_dir(path);
     Ok(())
+}
+
+/// Deletes the temporary file when the write fails, whether by an error or a panic in the
+/// caller's closure; `forget` it once the file has been renamed into place.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        // Failing to remove garbage must not hide the error that made it garbage.
+        let _ = fs::remove_file(self.0);
+    }
 }
 
 /// Runs the caller's writer on `file`, then pushes the bytes to stable storage.

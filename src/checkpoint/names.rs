@@ -18,18 +18,13 @@ pub fn strip_official_prefix(name: &str) -> &str {
     })
 }
 
-/// True for the non-persistent buffers a loader recomputes instead of reading (the rotary
-/// tables and the puzzle embedding's training scratch), given a stripped name. Checkpoints
-/// written by `torch.save(state_dict())` never contain them, but dumps of all buffers (like the
+/// True for the non-persistent buffers a loader recomputes instead of reading, given a stripped
+/// name: the rotary tables (`rotary_emb.cos_cached`, `rotary_emb.sin_cached`) and the puzzle
+/// embedding's training scratch (`puzzle_emb.local_weights`, `puzzle_emb.local_ids`).
+/// Checkpoints written from `state_dict()` never contain them, but dumps of all buffers (like the
 /// golden fixture's `buffers_nonpersistent.safetensors`) do.
 pub fn is_non_persistent(stripped_name: &str) -> bool {
-    matches!(
-        stripped_name,
-        "rotary_emb.cos_cached"
-            | "rotary_emb.sin_cached"
-            | "puzzle_emb.local_weights"
-            | "puzzle_emb.local_ids"
-    )
+    stripped_name.starts_with("rotary_emb.") || stripped_name.starts_with("puzzle_emb.local_")
 }
 
 /// True for a known persistent buffer, given a stripped name.

@@ -176,7 +176,7 @@ impl Canvas {
     }
 
     /// Encodes the canvas as an 8-bit RGB PNG.
-    pub fn write_png(&self, out: &mut dyn Write) -> std::result::Result<(), png::EncodingError> {
+    fn write_png(&self, out: &mut dyn Write) -> std::result::Result<(), png::EncodingError> {
         let mut encoder = png::Encoder::new(out, self.width, self.height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
