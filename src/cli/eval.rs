@@ -2,7 +2,7 @@
 //! (accuracy after 1..=halt_max_steps supervision steps) and the distribution of halting steps,
 //! written as CSV and PNG.
 
-use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs};
+use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs, DeviceArgs};
 use crate::cli::train::{print_summary, DEFAULT_PRESET};
 use crate::data::sudoku::{load_csv, seq_len, vocab_size, LoadOptions};
 use crate::error::{Error, Result};
@@ -21,6 +21,8 @@ pub struct EvalArgs {
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Puzzles to score (Sudoku-Extreme CSV layout); default: the held-out split of the
     /// checkpoint's own dataset.
     #[arg(long)]
@@ -50,7 +52,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     check_task_sizes(&cfg.model, seq_len(first.geometry), vocab_size(first.geometry))?;
     let started = Instant::now();
     let bar = ProgressBar::new(puzzles.len() as u64);
-    let (report, _) = evaluate(&model, &params, &puzzles, args.batch_size, |done| {
+    let (report, _) = evaluate(&args.device.compute()?, &model, &params, &puzzles, args.batch_size, |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

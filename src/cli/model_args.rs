@@ -125,3 +125,20 @@ pub fn check_task_sizes(model: &ModelConfig, seq_len: usize, vocab: usize) -> Re
     }
     Ok(())
 }
+
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Where the ops run: `cpu` (the reference), `emu` (the CUDA kernels on the CPU) or `cuda`.
+    /// Default: the GPU when one is usable, else the CPU.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl DeviceArgs {
+    pub fn compute(&self) -> Result<crate::tape::Compute> {
+        match &self.device {
+            Some(flag) => crate::tape::Compute::from_flag(flag),
+            None => Ok(crate::tape::Compute::auto()),
+        }
+    }
+}

@@ -46,6 +46,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         let batch = Batch::new(inputs, labels, Tensor::from_vec(vec![0i32; chunk.len()], [chunk.len()])?)?;
         let mut carry = Carry::initial(&model, &batch)?;
         for k in 1..=steps {
+            // f32 on the CPU reference, so the dump is comparable across implementations.
             let tape = Tape::new();
             let step = tape.no_grad(|| {
                 act_step(&model, &tape, &params, carry, &batch, Halting::Eval, &Probe::off())

@@ -1,7 +1,7 @@
 //! `recur solve <puzzle>`: runs a trained model on one puzzle and prints the grid it ends
 //! with and the step at which its Q head would halt.
 
-use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs};
+use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs, DeviceArgs};
 use crate::cli::train::DEFAULT_PRESET;
 use crate::data::sudoku::{
     decode_grid, parse_puzzle_string, seq_len, solve as exact_solve, vocab_size, Puzzle,
@@ -20,6 +20,8 @@ pub struct SolveArgs {
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub config: ConfigArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub fn run(args: SolveArgs) -> Result<()> {
@@ -36,7 +38,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
         rating: 0,
         source: "command line".into(),
     };
-    let (_, predictions) = evaluate(&model, &params, std::slice::from_ref(&puzzle), 1, |_| {})?;
+    let (_, predictions) = evaluate(&args.device.compute()?, &model, &params, std::slice::from_ref(&puzzle), 1, |_| {})?;
     let p = &predictions[0];
     println!("{}", decode_grid(&p.tokens, geometry)?);
     let verdict = match answer {

@@ -1,7 +1,7 @@
 //! `recur train`: trains a model on Sudoku with a progress bar, periodic evaluation, metrics
 //! (JSONL), plots (PNG), and atomic checkpoints; `--resume` continues a run exactly.
 
-use crate::cli::model_args::{default_run_dir, ConfigArgs};
+use crate::cli::model_args::{default_run_dir, ConfigArgs, DeviceArgs};
 use crate::error::{Error, Result};
 use crate::report::MetricsWriter;
 use crate::train::config::RunConfig;
@@ -27,6 +27,8 @@ pub struct TrainArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 pub const DEFAULT_PRESET: &str = "trm-cpu";
@@ -82,7 +84,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         data.meta.test_mean_givens
     );
     let meta_json = serde_json::to_string_pretty(&data.meta).expect("metadata serialises");
-    let mut trainer = Trainer::new(cfg, data)?;
+    let compute = args.device.compute()?;
+    let mut trainer = Trainer::new(cfg, data, compute)?;
     let config_toml = trainer.cfg.to_toml()?;
     let metrics_path = dir.join(METRICS_FILE);
     let mut metrics = if resuming {
@@ -90,18 +93,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         println!("  resumed at step {}", trainer.step);
         MetricsWriter::append(&metrics_path)?
     } else {
-        crate::checkpoint::write_atomically(dir.join(CONFIG_FILE), |w| {
-            w.write_all(config_toml.as_bytes()).map_err(|e| crate::checkpoint::atomic::io_error(&dir.join(CONFIG_FILE), e))
-        })?;
-        crate::checkpoint::write_atomically(dir.join("dataset.json"), |w| {
-            w.write_all(meta_json.as_bytes()).map_err(|e| crate::checkpoint::atomic::io_error(&dir.join("dataset.json"), e))
-        })?;
+        write_text(&dir.join(CONFIG_FILE), &config_toml)?;
+        write_text(&dir.join("dataset.json"), &meta_json)?;
         MetricsWriter::create(&metrics_path)?
     };
     let m = &trainer.cfg.model;
     println!(
         "  model: {:?} hidden {} heads {} H_cycles {} L_cycles {} layers {}+{}, {} parameters; \
-         batch {}, {} steps, {} CPU threads; run folder {}",
+         batch {}, {} steps, on {} ({} CPU threads); run folder {}",
         m.arch,
         m.hidden_size,
         m.num_heads,
@@ -112,6 +111,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         m.num_parameters(),
         trainer.cfg.train.global_batch_size,
         trainer.total_steps(),
+        trainer.compute.name(),
         rayon::current_num_threads(),
         dir.display()
     );
@@ -191,6 +191,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     plot_depth_curve(&dir.join("depth.png"), &report, &format!("{:?} depth curve", trainer.cfg.model.arch))?;
     print_summary(&report, trainer.step, train_s, started.elapsed().as_secs_f64(), &dir);
     Ok(())
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    crate::checkpoint::write_atomically(path, |w| {
+        w.write_all(text.as_bytes()).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    })
 }
 
 fn pct(x: f64) -> String {

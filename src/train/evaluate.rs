@@ -7,7 +7,7 @@ use crate::data::sudoku::{encode_batch, Puzzle};
 use crate::error::Result;
 use crate::models::{act_step, Batch, Carry, Halting, Probe, Reasoner, SequenceScores};
 use crate::params::Params;
-use crate::tape::Tape;
+use crate::tape::{Compute, Tape};
 use crate::tensor::Tensor;
 use serde::Serialize;
 
@@ -54,9 +54,10 @@ pub struct Prediction {
     pub correct: bool,
 }
 
-/// Runs `puzzles` through `model` in batches of `batch_size`; `on_batch` is told how many
+/// Runs `puzzles` through `model` on `compute` in batches of `batch_size`; `on_batch` is told how many
 /// puzzles are done (for a progress bar).
 pub fn evaluate(
+    compute: &Compute,
     model: &Reasoner,
     params: &Params,
     puzzles: &[Puzzle],
@@ -79,7 +80,7 @@ pub fn evaluate(
         let mut halt_step = vec![None; chunk.len()];
         let mut last = None;
         for k in 0..steps {
-            let tape = Tape::new();
+            let tape = Tape::with_compute(compute.clone());
             let step = tape.no_grad(|| {
                 act_step(model, &tape, params, carry, &batch, Halting::Eval, &Probe::off())
             })?;

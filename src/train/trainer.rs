@@ -12,7 +12,7 @@ use crate::optim::ema::Ema;
 use crate::optim::schedule::WarmupCosine;
 use crate::optim::sign_sgd::SignSgd;
 use crate::params::Params;
-use crate::tape::Tape;
+use crate::tape::{Compute, Tape};
 use crate::tensor::Tensor;
 use crate::train::config::RunConfig;
 use crate::train::dataset::SudokuData;
@@ -55,10 +55,12 @@ pub struct Trainer {
     pub(crate) stream: ExampleStream,
     /// Seconds spent training before this process (from a resumed run).
     pub elapsed_before_s: f64,
+    /// Where the ops run (the CPU reference, Emu, or a GPU).
+    pub compute: Compute,
 }
 
 impl Trainer {
-    pub fn new(mut cfg: RunConfig, data: SudokuData) -> Result<Trainer> {
+    pub fn new(mut cfg: RunConfig, data: SudokuData, compute: Compute) -> Result<Trainer> {
         let geometry = data.geometry;
         // The task fixes the sequence and vocabulary sizes.
         cfg.model.seq_len = crate::data::sudoku::seq_len(geometry);
@@ -102,6 +104,7 @@ impl Trainer {
                 },
             ),
             elapsed_before_s: 0.0,
+            compute,
             cfg,
             data,
             model,
@@ -127,7 +130,7 @@ impl Trainer {
             Some(c) => c,
             None => Carry::initial(&self.model, &batch)?,
         };
-        let tape = Tape::new();
+        let tape = Tape::with_compute(self.compute.clone());
         let step = act_step(
             &self.model,
             &tape,
@@ -203,6 +206,7 @@ impl Trainer {
         };
         let batch = self.cfg.train.global_batch_size.max(1);
         evaluate(
+            &self.compute,
             &self.model,
             self.eval_params(),
             &self.data.test[..n],

@@ -1,0 +1,280 @@
+//! Training end to end on small configurations: a step on Emu equals the CPU step, a resumed
+//! run is bit-identical to an uninterrupted one (in process and across a killed process),
+//! checkpoints round-trip, and the CLI trains, evaluates and solves.
+
+use recur::data::sudoku::{encode_batch, generate, Difficulty, Geometry};
+use recur::models::{act_loss, act_step, Batch, Carry, Exploration, Halting, ModelConfig, Probe, Reasoner};
+use recur::tape::Compute;
+use recur::testing::rel_l2;
+use recur::train::{dataset, RunConfig, Trainer};
+use recur::{DType, Params, Tape, Tensor};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A small run: 4x4 puzzles, hidden 64 (head dim 32, which the attention kernel supports).
+fn small_config(extra: &[&str]) -> RunConfig {
+    let mut overrides: Vec<String> = [
+        "data.size=4",
+        "train_puzzles=64",
+        "test_puzzles=16",
+        "global_batch_size=8",
+        "total_steps=6",
+        "eval_interval=0",
+        "checkpoint_interval=0",
+        "time_limit_s=0",
+        "halt_max_steps=3",
+        "lr_warmup_steps=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    overrides.extend(extra.iter().map(|s| s.to_string()));
+    RunConfig::load("trm-cpu", &overrides).unwrap()
+}
+
+fn trainer(cfg: RunConfig) -> Trainer {
+    let data = dataset::build(&cfg.data).unwrap();
+    Trainer::new(cfg, data, Compute::Cpu).unwrap()
+}
+
+fn values(params: &Params) -> Vec<(String, Vec<u8>)> {
+    params.iter().map(|p| (p.name.clone(), p.value.to_bytes())).collect()
+}
+
+/// The official init zeroes the Q head and the puzzle table, which would hide bugs in both
+/// paths; give them random values.
+fn randomise_heads(model: &mut Reasoner, params: &mut Params, seed: u64) {
+    for name in ["q_head.weight", "q_head.bias"] {
+        let id = params.id(name).unwrap();
+        let shape = params.value(id).shape().clone();
+        params.get_mut(id).value = Tensor::randn(shape, 0.5, seed, DType::F32).unwrap();
+    }
+    let mut buffers = model.buffers.clone();
+    let table = buffers.puzzle_emb.as_ref().unwrap();
+    buffers.puzzle_emb = Some(Tensor::randn(table.shape().clone(), 0.5, seed + 1, DType::F32).unwrap());
+    model.set_buffers(buffers).unwrap();
+}
+
+/// Loss, parameter gradients and puzzle-row gradients of one training segment.
+fn one_segment(compute: Compute, arch_hrm: bool) -> (f64, Vec<(String, Vec<f64>)>, Vec<f64>) {
+    let mut cfg = ModelConfig {
+        hidden_size: 64,
+        num_heads: 2,
+        puzzle_emb_ndim: 64,
+        puzzle_emb_len: 2,
+        H_cycles: 2,
+        L_cycles: 2,
+        vocab_size: 6,
+        seq_len: 16,
+        ..ModelConfig::trm_att_sudoku()
+    };
+    if arch_hrm {
+        cfg = ModelConfig {
+            arch: recur::models::Arch::Hrm,
+            H_layers: 1,
+            L_layers: 1,
+            no_ACT_continue: false,
+            ..cfg
+        };
+    }
+    let mut params = Params::new();
+    let mut model = Reasoner::new(&mut params, cfg, 7).unwrap();
+    randomise_heads(&mut model, &mut params, 11);
+    let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 3).unwrap();
+    let (inputs, labels) = encode_batch(&puzzles).unwrap();
+    let batch = Batch::new(inputs, labels, Tensor::from_vec(vec![0i32; 5], [5]).unwrap()).unwrap();
+    let tape = Tape::with_compute(compute);
+    let carry = Carry::initial(&model, &batch).unwrap();
+    let mut explore = Exploration { seed: 1, segment: 0 };
+    let step = act_step(&model, &tape, &params, carry, &batch, Halting::Train(&mut explore), &Probe::off()).unwrap();
+    let loss = act_loss(&tape, &step).unwrap();
+    let g = tape.backward(&loss.total).unwrap();
+    params.accumulate(&g).unwrap();
+    let grads = params
+        .iter()
+        .map(|p| (p.name.clone(), p.grad.as_ref().unwrap().to_vec_f64().unwrap()))
+        .collect();
+    let rows = g.get(step.output.puzzle_rows.as_ref().unwrap()).unwrap().to_vec_f64().unwrap();
+    (loss.total.value().item().unwrap(), grads, rows)
+}
+
+#[test]
+fn a_training_step_on_emu_matches_the_cpu_step() {
+    for hrm in [false, true] {
+        let (loss_cpu, grads_cpu, rows_cpu) = one_segment(Compute::Cpu, hrm);
+        let (loss_emu, grads_emu, rows_emu) = one_segment(Compute::emu(), hrm);
+        assert!((loss_cpu - loss_emu).abs() <= 1e-5 * loss_cpu.abs(), "loss {loss_cpu} vs {loss_emu}");
+        for ((name, a), (_, b)) in grads_cpu.iter().zip(&grads_emu) {
+            let err = rel_l2(b, a);
+            assert!(err < 1e-5, "hrm={hrm} {name}: relative L2 {err:.2e}");
+        }
+        assert!(rel_l2(&rows_emu, &rows_cpu) < 1e-5, "puzzle rows");
+    }
+}
+
+#[test]
+fn resuming_in_process_is_bit_identical() {
+    let dir = tempdir("resume-in-process");
+    let cfg = small_config(&[]);
+    let mut straight = trainer(cfg.clone());
+    for _ in 0..6 {
+        straight.train_step().unwrap();
+    }
+    let mut first = trainer(cfg.clone());
+    for _ in 0..3 {
+        first.train_step().unwrap();
+    }
+    let state = dir.join("state.safetensors");
+    first.save_state(&state, 1.0).unwrap();
+    drop(first);
+    let mut resumed = trainer(cfg);
+    resumed.load_state(&state).unwrap();
+    assert_eq!(resumed.step, 3);
+    for _ in 0..3 {
+        resumed.train_step().unwrap();
+    }
+    assert_eq!(values(&resumed.params), values(&straight.params));
+    assert_eq!(values(resumed.eval_params()), values(straight.eval_params()));
+    assert_eq!(
+        resumed.model.buffers.puzzle_emb.as_ref().unwrap().to_bytes(),
+        straight.model.buffers.puzzle_emb.as_ref().unwrap().to_bytes()
+    );
+    // A state from another configuration is refused.
+    let mut other = trainer(small_config(&["train.lr=0.5"]));
+    let err = other.load_state(&state).err().expect("config mismatch");
+    assert!(err.to_string().contains("different configuration"), "{err}");
+}
+
+#[test]
+fn config_overrides_are_checked() {
+    let err = RunConfig::load("trm-cpu", &["hiden_size=3".into()]).err().unwrap();
+    assert!(err.to_string().contains("hiden_size"), "{err}");
+    let err = RunConfig::load("trm-cpu", &["train.lr=fast".into()]).err().unwrap();
+    assert!(err.to_string().contains("lr"), "{err}");
+    let err = RunConfig::load("no-such-preset", &[]).err().unwrap();
+    assert!(err.to_string().contains("trm-cpu"), "{err}");
+    let cfg = RunConfig::load("trm-cpu", &["lr=1".into(), "model.hidden_size=32".into()]).unwrap();
+    assert_eq!((cfg.train.lr, cfg.model.hidden_size), (1.0, 32));
+    for preset in recur::train::config::preset_names() {
+        RunConfig::load(preset, &[]).unwrap();
+    }
+    let paper = RunConfig::load("trm-att-sudoku", &[]).unwrap();
+    assert_eq!(paper.model, ModelConfig::trm_att_sudoku());
+    let paper = RunConfig::load("trm-mlp-sudoku", &[]).unwrap();
+    assert_eq!(paper.model, ModelConfig::trm_mlp_sudoku());
+    let paper = RunConfig::load("hrm-sudoku", &[]).unwrap();
+    assert_eq!(paper.model, ModelConfig::hrm_sudoku());
+    assert_eq!(recur::train::trainer::total_steps(&paper, 1000), 26_041);
+    let trm = RunConfig::load("trm-att-sudoku", &[]).unwrap();
+    assert_eq!(recur::train::trainer::total_steps(&trm, 1000), 65_104);
+}
+
+// ---- the command line -------------------------------------------------------------------
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("recur-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn recur() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_recur"));
+    c.env_remove("RECUR_DEVICE");
+    c
+}
+
+const CLI_RUN: &[&str] = &[
+    "--preset", "trm-cpu", "--device", "cpu",
+    "--set", "data.size=4", "--set", "train_puzzles=64", "--set", "test_puzzles=16",
+    "--set", "global_batch_size=8", "--set", "hidden_size=32", "--set", "puzzle_emb_ndim=32", "--set", "halt_max_steps=3",
+    "--set", "lr_warmup_steps=2", "--set", "eval_interval=10", "--set", "eval_puzzles=8",
+    "--set", "time_limit_s=0",
+];
+
+fn train(dir: &Path, extra: &[&str]) -> Command {
+    let mut c = recur();
+    c.arg("train").args(CLI_RUN).args(extra).arg("--out").arg(dir);
+    c
+}
+
+#[test]
+fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
+    let dir = tempdir("cli");
+    let run = dir.join("run");
+    let out = train(&run, &["--set", "total_steps=30"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("held-out exact accuracy"), "{stdout}");
+    for f in ["model.safetensors", "state.safetensors", "metrics.jsonl", "curves.png", "depth.csv", "depth.png", "config.toml", "dataset.json"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // The loss went down over the 30 steps.
+    let losses: Vec<f64> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "train")
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 30);
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    assert!(mean(&losses[25..]) < mean(&losses[..5]), "loss did not fall: {losses:?}");
+
+    let again = train(&run, &["--set", "total_steps=30"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+
+    let ckpt = run.join("model.safetensors");
+    let eval = recur().args(["eval", "--device", "cpu", "--checkpoint"]).arg(&ckpt).output().unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let depth = std::fs::read_to_string(run.join("depth.csv")).unwrap();
+    assert_eq!(depth.lines().count(), 1 + 3, "{depth}");
+
+    let solve = recur()
+        .args(["solve", "--device", "cpu", "1..4.4..........", "--checkpoint"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(solve.status.success(), "{}", String::from_utf8_lossy(&solve.stderr));
+    assert!(String::from_utf8_lossy(&solve.stdout).contains("halted at step"));
+
+    // A 9x9 puzzle does not fit this 4x4 model: a clear error, not a panic.
+    let wrong = recur()
+        .args(["solve", "--device", "cpu", &".".repeat(81), "--checkpoint"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("cells"));
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
+    let dir = tempdir("kill");
+    let args = ["--set", "total_steps=150", "--set", "checkpoint_interval=4"];
+    let straight = train(&dir.join("straight"), &args).output().unwrap();
+    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+
+    let killed_dir = dir.join("killed");
+    let mut child = train(&killed_dir, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as a mid-run checkpoint exists.
+    let state = killed_dir.join("state.safetensors");
+    let started = std::time::Instant::now();
+    while !state.exists() && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The final evaluation writes depth.csv: its absence shows the run really died mid-way.
+    assert!(!killed_dir.join("depth.csv").exists(), "the run finished before it was killed");
+    let resumed = recur().args(["train", "--device", "cpu", "--resume"]).arg(&killed_dir).output().unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed at step"));
+    let bytes = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert!(bytes(&killed_dir) == bytes(&dir.join("straight")), "resumed model differs");
+}
