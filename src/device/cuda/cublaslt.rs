@@ -341,16 +341,18 @@ struct Plan {
 const CUBLAS_OP_N: i32 = 0;
 const CUBLAS_OP_T: i32 = 1;
 
-impl Plan {
-    /// Descriptors for `key` and the heuristic's best algorithm within `workspace_bytes`.
-    /// `bias_ptr` is set before the query, as NVIDIA's samples do, since an algorithm may depend
-    /// on the bias's alignment.
-    fn new(
-        handle: sys::cublasLtHandle_t,
-        key: PlanKey,
-        bias_ptr: Option<u64>,
-        workspace_bytes: usize,
-    ) -> Result<Plan> {
+/// A plan's descriptors, before the algorithm is chosen.
+struct Descriptors {
+    desc: MatmulDesc,
+    a: Layout,
+    b: Layout,
+    d: Layout,
+}
+
+impl Descriptors {
+    /// The descriptors of `key`'s product, `bias_ptr` set when it has one. Host-side only:
+    /// needs the library, not a GPU.
+    fn new(key: PlanKey, bias_ptr: Option<u64>) -> Result<Descriptors> {
         use sys::cudaDataType_t::{CUDA_R_16BF, CUDA_R_32F};
         let GemmDims { m, n, k } = key.dims;
         let out_type = if key.out == DType::BF16 {
@@ -385,11 +387,27 @@ impl Plan {
         if let Some(ptr) = bias_ptr {
             desc.set_bias_pointer(ptr)?;
         }
+        Ok(Descriptors { desc, a, b, d })
+    }
+}
+
+impl Plan {
+    /// Descriptors for `key` and the heuristic's best algorithm within `workspace_bytes`.
+    /// `bias_ptr` is set before the query, as NVIDIA's samples do, since an algorithm may depend
+    /// on the bias's alignment.
+    fn new(
+        handle: sys::cublasLtHandle_t,
+        key: PlanKey,
+        bias_ptr: Option<u64>,
+        workspace_bytes: usize,
+    ) -> Result<Plan> {
+        let Descriptors { desc, a, b, d } = Descriptors::new(key, bias_ptr)?;
         let pref = Preference::new(workspace_bytes)?;
         // Safety: every descriptor is live for the call; C and D share a layout.
         let heuristic =
             unsafe { lt::get_matmul_algo_heuristic(handle, desc.0, a.0, b.0, d.0, d.0, pref.0) }
                 .map_err(|e| {
+                    let GemmDims { m, n, k } = key.dims;
                     status(
                         &format!(
                             "cublasLtMatmulAlgoGetHeuristic (no algorithm for bf16 [{m}, {k}] x \
@@ -498,5 +516,81 @@ impl Drop for Preference {
     fn drop(&mut self) {
         // Safety: created above and destroyed once; a failure cannot be reported from a drop.
         let _ = unsafe { lt::destroy_matmul_pref(self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads one attribute back, to see the value and size we set were taken as meant.
+    fn get<T: Default>(desc: &MatmulDesc, attr: sys::cublasLtMatmulDescAttributes_t) -> T {
+        let mut value = T::default();
+        let mut written = 0usize;
+        // Safety: the descriptor is live; `value` has size_of::<T>() writable bytes.
+        unsafe {
+            sys::cublasLtMatmulDescGetAttribute(
+                desc.0,
+                attr,
+                &mut value as *mut T as *mut c_void,
+                std::mem::size_of::<T>(),
+                &mut written,
+            )
+        }
+        .result()
+        .unwrap();
+        assert_eq!(written, std::mem::size_of::<T>(), "{attr:?}");
+        value
+    }
+
+    /// The descriptors (not the algorithm query, which needs a GPU) with the real library:
+    /// every attribute accepted with the size we pass and read back as set. Skips with a printed
+    /// reason where libcublasLt is absent (`RECUR_CUBLASLT_DIR` points at one).
+    #[test]
+    fn descriptors_take_their_attributes() {
+        if let Err(why) = library() {
+            eprintln!("skipping descriptors_take_their_attributes: {why}");
+            return;
+        }
+        use sys::cublasLtMatmulDescAttributes_t as A;
+        for (out, bias) in [
+            (DType::BF16, true),
+            (DType::BF16, false),
+            (DType::F32, false),
+        ] {
+            let key = PlanKey {
+                dims: GemmDims {
+                    m: 97,
+                    n: 1536,
+                    k: 512,
+                },
+                out,
+                bias,
+            };
+            let ptr = 0x7f00_0000_0100u64;
+            let d = Descriptors::new(key, bias.then_some(ptr)).unwrap();
+            assert_eq!(
+                get::<i32>(&d.desc, A::CUBLASLT_MATMUL_DESC_TRANSA),
+                CUBLAS_OP_T
+            );
+            assert_eq!(
+                get::<i32>(&d.desc, A::CUBLASLT_MATMUL_DESC_TRANSB),
+                CUBLAS_OP_N
+            );
+            let epilogue = get::<u32>(&d.desc, A::CUBLASLT_MATMUL_DESC_EPILOGUE);
+            let want = if bias {
+                sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS
+            } else {
+                sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_DEFAULT
+            };
+            assert_eq!(epilogue, want as u32);
+            if bias {
+                assert_eq!(
+                    get::<u64>(&d.desc, A::CUBLASLT_MATMUL_DESC_BIAS_POINTER),
+                    ptr
+                );
+            }
+        }
+        Preference::new(workspace_bytes((9, 0))).unwrap();
     }
 }
