@@ -104,6 +104,27 @@ except Exception:
     return 1
 }
 
+# cuBLASLt, for the GEMM selection rule's tests and `recur bench`'s ours-vs-cuBLASLt rows
+# (src/device/cuda/cublaslt.rs); PyTorch's CUDA 13 wheels ship it beside NVRTC.
+find_cublaslt_dir() {
+    local candidates=() dir
+    [[ -n ${RECUR_CUBLASLT_DIR:-} ]] && candidates+=("$RECUR_CUBLASLT_DIR")
+    while IFS= read -r dir; do candidates+=("$dir"); done < <(python3 -c '
+import os
+try:
+    import nvidia
+    for p in nvidia.__path__:
+        for sub in ("cu13/lib", "cublas/lib"):
+            print(os.path.join(p, sub))
+except Exception:
+    pass' 2>/dev/null)
+    candidates+=(/usr/local/cuda/lib64 /usr/local/cuda-13.0/lib64 /usr/local/cuda/targets/x86_64-linux/lib)
+    for dir in "${candidates[@]}"; do
+        [[ -e $dir/libcublasLt.so.13 ]] && { echo "$dir"; return 0; }
+    done
+    return 1
+}
+
 find_sanitizer() {
     command -v compute-sanitizer 2>/dev/null && return 0
     local path
@@ -137,6 +158,12 @@ if nvrtc_dir=$(find_nvrtc_dir); then
     note "- NVRTC: $nvrtc_dir"
 else
     note "- NVRTC: NOT FOUND (CUDA tests will skip)"
+fi
+if cublaslt_dir=$(find_cublaslt_dir); then
+    export RECUR_CUBLASLT_DIR=$cublaslt_dir
+    note "- cuBLASLt: $cublaslt_dir"
+else
+    note "- cuBLASLt: NOT FOUND (its tests skip; recur bench omits the ours-vs-cuBLASLt rows)"
 fi
 if sanitizer=$(find_sanitizer); then
     note "- compute-sanitizer: $sanitizer"

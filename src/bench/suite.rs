@@ -5,10 +5,13 @@
 
 use crate::bench::{measure, Clock, DeviceClock, RooflineRow, WallClock};
 use crate::device::cpu;
+use crate::device::cuda::cublaslt::CublasLt;
+use crate::device::cuda::Cuda;
 use crate::device::{DeviceTensor, KernelBackend};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels;
+use crate::kernels::gemm_choice::{GemmPolicy, GEMM_POLICY_VAR, OURS_MARGIN};
 use crate::optim::AdamAtan2Config;
 
 use crate::shape::Shape;
@@ -645,4 +648,51 @@ pub fn host_copy_bandwidth_gbs(bytes: usize, runs: usize) -> Result<f64> {
         Ok(())
     })?;
     Ok(2.0 * bytes as f64 / (t.median_ms * 1e-3) / 1e9)
+}
+
+/// The section `recur bench` prints after the roofline table: our GEMM against cuBLASLt at every
+/// model's products (`bench::fused::gemm::cublaslt_rows`), with the selection rule's pick under
+/// `RECUR_GEMM`. `gpu` is the CUDA backend, or `Err(why)` for a run without one; without a GPU
+/// or without libcuBLASLt the section says why it has no rows instead of leaving them out.
+pub fn cublaslt_section(
+    gpu: std::result::Result<&Cuda, &str>,
+    opts: SuiteOptions,
+) -> Result<String> {
+    const TITLE: &str = "ours vs cuBLASLt (bf16 GEMM, the selection rule's input)";
+    let policy = GemmPolicy::from_env()?;
+    let cuda = match gpu {
+        Ok(cuda) => cuda,
+        Err(why) => return Ok(format!("{TITLE}: rows omitted: {why}")),
+    };
+    let lt = match CublasLt::new(cuda) {
+        Ok(lt) => lt,
+        Err(e) => {
+            return Ok(format!(
+                "{TITLE}: rows omitted: {e}\n(the rule picks ours for every product)"
+            ))
+        }
+    };
+    let library = lt.library();
+    let header = format!(
+        "{TITLE}\ncuBLASLt {} ({}); batch {}; medians of {} interleaved runs after {} warm-ups; \
+         bf16 outputs; {GEMM_POLICY_VAR}={policy:?}; ours wins when cuBLASLt / ours >= \
+         {OURS_MARGIN:.2}",
+        library.version,
+        library
+            .path
+            .as_ref()
+            .map_or("path unknown".to_string(), |p| p.display().to_string()),
+        opts.batch,
+        opts.runs,
+        opts.warmup,
+    );
+    let rows = crate::bench::fused::gemm::cublaslt_rows(
+        cuda,
+        &lt,
+        opts.batch,
+        opts.warmup,
+        opts.runs,
+        policy,
+    )?;
+    Ok(crate::bench::fused::gemm::cublaslt_table(&header, &rows))
 }

@@ -36,44 +36,58 @@ pub struct BenchArgs {
 const GPU_CEILING_BYTES: usize = 256 << 20;
 const CPU_CEILING_BYTES: usize = 64 << 20;
 
+/// Why a cpu or emu run prints no cuBLASLt rows.
+const NO_GPU_FOR_CUBLASLT: &str = "cuBLASLt runs only on a GPU (--device cuda); this run has none";
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         return Err(Error::arg("bench", "--batch and --runs must be positive"));
     }
+    // A bad RECUR_GEMM fails now, not after the whole suite has run.
+    crate::kernels::gemm_choice::GemmPolicy::from_env()?;
     let opts = SuiteOptions {
         batch: args.batch,
         warmup: args.warmup,
         runs: args.runs,
     };
-    let table = match args.device {
+    let (table, cublaslt) = match args.device {
         BenchDevice::Cpu => {
             let ceiling = suite::host_copy_bandwidth_gbs(CPU_CEILING_BYTES, args.runs)?;
             let rows = suite::cpu_suite(opts)?;
-            roofline_table(
-                &format!("cpu ({} threads)", rayon::current_num_threads()),
-                ceiling,
-                &rows,
+            (
+                roofline_table(
+                    &format!("cpu ({} threads)", rayon::current_num_threads()),
+                    ceiling,
+                    &rows,
+                ),
+                suite::cublaslt_section(Err(NO_GPU_FOR_CUBLASLT), opts)?,
             )
         }
         BenchDevice::Emu => {
             let dev = Emu::new()?;
             let ceiling = copy_bandwidth_gbs(&dev, CPU_CEILING_BYTES, args.runs)?;
-            roofline_table(
-                &crate::device::KernelBackend::name(&dev),
-                ceiling,
-                &suite::kernel_suite(&dev, opts)?,
+            (
+                roofline_table(
+                    &crate::device::KernelBackend::name(&dev),
+                    ceiling,
+                    &suite::kernel_suite(&dev, opts)?,
+                ),
+                suite::cublaslt_section(Err(NO_GPU_FOR_CUBLASLT), opts)?,
             )
         }
         BenchDevice::Cuda => {
             let dev = Cuda::new(0)?;
             let ceiling = copy_bandwidth_gbs(&dev, GPU_CEILING_BYTES, args.runs)?;
-            roofline_table(
-                &crate::device::KernelBackend::name(&dev),
-                ceiling,
-                &suite::kernel_suite(&dev, opts)?,
+            (
+                roofline_table(
+                    &crate::device::KernelBackend::name(&dev),
+                    ceiling,
+                    &suite::kernel_suite(&dev, opts)?,
+                ),
+                suite::cublaslt_section(Ok(&dev), opts)?,
             )
         }
     };
-    println!("{table}");
+    println!("{table}\n{cublaslt}");
     Ok(())
 }

@@ -40,18 +40,75 @@ impl Epilogue<'_> {
 /// The shape `gemm_bf16` gives `y` for `x [..., K]` and `w [N, K]`: `[..., N]`, or `[..., N/2]`
 /// for SwiGLU.
 pub fn gemm_bf16_output_shape(x: &Shape, w: &Shape, epilogue: Epilogue<'_>) -> Result<Shape> {
-    const OP: &str = "gemm_bf16";
-    let d = linear_dims(OP, x, w, None)?;
+    output_shape("gemm_bf16", x, w, epilogue)
+}
+
+fn output_shape(op: &'static str, x: &Shape, w: &Shape, epilogue: Epilogue<'_>) -> Result<Shape> {
+    let d = linear_dims(op, x, w, None)?;
     if !epilogue.is_swiglu() {
         return Ok(with_last_dim(x, d.out_features));
     }
     if d.out_features % 2 != 0 {
         return Err(Error::shape(
-            OP,
+            op,
             format!("SwiGLU needs a weight of 2·inter rows (gate | up), got {w}"),
         ));
     }
     Ok(with_last_dim(x, d.out_features / 2))
+}
+
+/// The sizes and optional operands of a checked `gemm_bf16` call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GemmOperands<'a> {
+    /// M: the output's rows, leading dimensions folded.
+    pub rows: usize,
+    /// The output's columns: N, or I = N / 2 for SwiGLU.
+    pub cols: usize,
+    /// K, the reduction length.
+    pub k: usize,
+    pub bias: Option<&'a DeviceTensor>,
+    pub residual: Option<&'a DeviceTensor>,
+}
+
+/// Checks `y = epilogue(x·Wᵀ)`'s operands as `gemm_bf16_into` needs them (bf16 `x [..., K]` and
+/// `w [N, K]`, a bf16 or f32 `y` of the output shape, the epilogue's operand), naming `op` in
+/// errors. cuBLASLt's launcher shares it, so both accept exactly the same calls.
+pub(crate) fn check_operands<'a>(
+    op: &'static str,
+    x: &DeviceTensor,
+    w: &DeviceTensor,
+    epilogue: Epilogue<'a>,
+    y: &DeviceTensor,
+) -> Result<GemmOperands<'a>> {
+    expect_same_dtype(op, x, DType::BF16)?;
+    expect_same_dtype(op, w, DType::BF16)?;
+    let out_dtype = y.dtype();
+    y.expect_dtype(op, &[DType::F32, DType::BF16])?;
+    let y_shape = output_shape(op, x.shape(), w.shape(), epilogue)?;
+    expect_out(op, y, &y_shape, out_dtype)?;
+    let (rows, cols) = y_shape.rows_cols(op)?;
+    let (bias, residual) = match epilogue {
+        Epilogue::Bias(b) => {
+            expect_out(op, b, &Shape::new([cols]), DType::BF16)?;
+            (Some(b), None)
+        }
+        Epilogue::SwiGluBias(b) => {
+            expect_out(op, b, &Shape::new([2 * cols]), DType::BF16)?;
+            (Some(b), None)
+        }
+        Epilogue::Residual(r) => {
+            expect_out(op, r, &y_shape, out_dtype)?;
+            (None, Some(r))
+        }
+        Epilogue::None | Epilogue::SwiGlu => (None, None),
+    };
+    Ok(GemmOperands {
+        rows,
+        cols,
+        k: x.dims().last().copied().unwrap_or(0),
+        bias,
+        residual,
+    })
 }
 
 /// `y = epilogue(x·Wᵀ)` into `y`: `x [..., K]` and `w [N, K]` bf16, `y` bf16 or f32 shaped as
@@ -64,32 +121,17 @@ pub fn gemm_bf16_into(
     y: &mut DeviceTensor,
 ) -> Result<()> {
     const OP: &str = "gemm_bf16";
-    expect_same_dtype(OP, x, DType::BF16)?;
-    expect_same_dtype(OP, w, DType::BF16)?;
+    let GemmOperands {
+        rows,
+        cols,
+        k: in_features,
+        bias,
+        residual,
+    } = check_operands(OP, x, w, epilogue, y)?;
     let out_dtype = y.dtype();
-    y.expect_dtype(OP, &[DType::F32, DType::BF16])?;
-    let y_shape = gemm_bf16_output_shape(x.shape(), w.shape(), epilogue)?;
-    expect_out(OP, y, &y_shape, out_dtype)?;
-    let (rows, cols) = y_shape.rows_cols(OP)?;
-    let (bias, residual) = match epilogue {
-        Epilogue::Bias(b) => {
-            expect_out(OP, b, &Shape::new([cols]), DType::BF16)?;
-            (Some(b), None)
-        }
-        Epilogue::SwiGluBias(b) => {
-            expect_out(OP, b, &Shape::new([2 * cols]), DType::BF16)?;
-            (Some(b), None)
-        }
-        Epilogue::Residual(r) => {
-            expect_out(OP, r, &y_shape, out_dtype)?;
-            (None, Some(r))
-        }
-        Epilogue::None | Epilogue::SwiGlu => (None, None),
-    };
     if y.numel() == 0 {
         return Ok(());
     }
-    let in_features = x.dims().last().copied().unwrap_or(0);
     let to_i32 = |n: usize| {
         i32::try_from(n)
             .map(KernelArg::I32)

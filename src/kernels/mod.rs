@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod embedding;
 pub mod fused_step;
 pub mod gemm;
+pub mod gemm_choice;
 pub mod lattice;
 pub mod layout;
 pub mod loss;

@@ -107,7 +107,7 @@ pub fn driver() -> Result<(), String> {
 }
 
 /// Opens a library by absolute path and keeps it loaded for the life of the process.
-fn preload(path: &Path) -> Result<(), String> {
+pub(super) fn preload(path: &Path) -> Result<(), String> {
     extern "C" {
         fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
         fn dlerror() -> *mut c_char;
@@ -134,7 +134,7 @@ fn preload(path: &Path) -> Result<(), String> {
 }
 
 /// The path of the first mapped file whose name starts with `prefix`, from /proc/self/maps.
-fn mapped_library_path(prefix: &str) -> Option<PathBuf> {
+pub(super) fn mapped_library_path(prefix: &str) -> Option<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
         .filter_map(|line| line.split_whitespace().nth(5))

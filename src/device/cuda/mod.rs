@@ -14,6 +14,7 @@
 //! NVRTC is found through `RECUR_NVRTC_DIR` or the loader's default search (`libraries`).
 
 pub mod allocator;
+pub mod cublaslt;
 pub mod image_cache;
 pub mod kernel_report;
 pub mod launch;
