@@ -95,7 +95,12 @@ fn step_one_matches_call_by_call_and_later_steps_teacher_forced() {
         }
         assert_close("logits", seg.logits.value(), &out, &key("logits"));
         assert_close("q_halt", seg.q_halt.value(), &out, &key("q_halt_logits"));
-        assert_close("q_continue", seg.q_continue.value(), &out, &key("q_continue_logits"));
+        assert_close(
+            "q_continue",
+            seg.q_continue.value(),
+            &out,
+            &key("q_continue_logits"),
+        );
         assert_close("z_H", &seg.z_h, &out, &key("z_H"));
         assert_close("z_L", &seg.z_l, &out, &key("z_L"));
         // Teacher forcing: the chaotic recursion amplifies float rounding ~2.5× per step, so the

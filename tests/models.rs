@@ -41,11 +41,27 @@ fn other_tasks_and_the_small_configuration_match_the_spec_table() {
         ..cfg
     };
     let cases = [
-        ("small trm-att", small(ModelConfig::trm_att_sudoku()), 132_610),
-        ("small trm-mlp", small(ModelConfig::trm_mlp_sudoku()), 397_826),
+        (
+            "small trm-att",
+            small(ModelConfig::trm_att_sudoku()),
+            132_610,
+        ),
+        (
+            "small trm-mlp",
+            small(ModelConfig::trm_mlp_sudoku()),
+            397_826,
+        ),
         ("small hrm", small(ModelConfig::hrm_sudoku()), 525_826),
-        ("trm-att maze", maze(ModelConfig::trm_att_sudoku()), 6_822_914),
-        ("trm-mlp maze", maze(ModelConfig::trm_mlp_sudoku()), 18_795_522),
+        (
+            "trm-att maze",
+            maze(ModelConfig::trm_att_sudoku()),
+            6_822_914,
+        ),
+        (
+            "trm-mlp maze",
+            maze(ModelConfig::trm_mlp_sudoku()),
+            18_795_522,
+        ),
         ("hrm maze", maze(ModelConfig::hrm_sudoku()), 27_270_146),
     ];
     for (name, cfg, want) in cases {
@@ -59,29 +75,47 @@ fn other_tasks_and_the_small_configuration_match_the_spec_table() {
 fn official_names_and_shapes() {
     let (_, params) = built_count(&ModelConfig::trm_mlp_sudoku());
     let shape = |n: &str| params.value(params.id(n).unwrap()).dims().to_vec();
-    assert_eq!(shape("L_level.layers.1.mlp_t.gate_up_proj.weight"), [1024, 97]);
+    assert_eq!(
+        shape("L_level.layers.1.mlp_t.gate_up_proj.weight"),
+        [1024, 97]
+    );
     assert_eq!(shape("L_level.layers.1.mlp_t.down_proj.weight"), [97, 512]);
-    assert_eq!(shape("L_level.layers.0.mlp.gate_up_proj.weight"), [3072, 512]);
+    assert_eq!(
+        shape("L_level.layers.0.mlp.gate_up_proj.weight"),
+        [3072, 512]
+    );
     assert_eq!(shape("q_head.bias"), [2]);
-    let q_bias = params.value(params.id("q_head.bias").unwrap()).to_vec_f32().unwrap();
+    let q_bias = params
+        .value(params.id("q_head.bias").unwrap())
+        .to_vec_f32()
+        .unwrap();
     assert_eq!(q_bias, [-5.0, -5.0]);
 }
 
 #[test]
 fn invalid_configs_are_rejected_with_the_field_name() {
-    let cases: [(&str, Box<dyn Fn(&mut ModelConfig)>); 4] = [
+    type Edit = Box<dyn Fn(&mut ModelConfig)>;
+    let cases: [(&str, Edit); 4] = [
         ("num_heads", Box::new(|c| c.num_heads = 7)),
         ("hidden_size", Box::new(|c| c.hidden_size = 0)),
-        ("puzzle_emb_len", Box::new(|c| {
-            c.puzzle_emb_len = 1;
-            c.puzzle_emb_ndim = 1024
-        })),
-        ("halt_exploration_prob", Box::new(|c| c.halt_exploration_prob = 1.5)),
+        (
+            "puzzle_emb_len",
+            Box::new(|c| {
+                c.puzzle_emb_len = 1;
+                c.puzzle_emb_ndim = 1024
+            }),
+        ),
+        (
+            "halt_exploration_prob",
+            Box::new(|c| c.halt_exploration_prob = 1.5),
+        ),
     ];
     for (field, edit) in cases {
         let mut cfg = ModelConfig::trm_att_sudoku();
         edit(&mut cfg);
-        let err = Reasoner::new(&mut Params::new(), cfg, 0).err().expect(field);
+        let err = Reasoner::new(&mut Params::new(), cfg, 0)
+            .err()
+            .expect(field);
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }

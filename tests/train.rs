@@ -3,7 +3,9 @@
 //! checkpoints round-trip, and the CLI trains, evaluates and solves.
 
 use recur::data::sudoku::{encode_batch, generate, Difficulty, Geometry};
-use recur::models::{act_loss, act_step, Batch, Carry, Exploration, Halting, ModelConfig, Probe, Reasoner};
+use recur::models::{
+    act_loss, act_step, Batch, Carry, Exploration, Halting, ModelConfig, Probe, Reasoner,
+};
 use recur::tape::Compute;
 use recur::testing::rel_l2;
 use recur::train::{dataset, RunConfig, Trainer};
@@ -38,7 +40,10 @@ fn trainer(cfg: RunConfig) -> Trainer {
 }
 
 fn values(params: &Params) -> Vec<(String, Vec<u8>)> {
-    params.iter().map(|p| (p.name.clone(), p.value.to_bytes())).collect()
+    params
+        .iter()
+        .map(|p| (p.name.clone(), p.value.to_bytes()))
+        .collect()
 }
 
 /// The official init zeroes the Q head and the puzzle table, which would hide bugs in both
@@ -51,12 +56,19 @@ fn randomise_heads(model: &mut Reasoner, params: &mut Params, seed: u64) {
     }
     let mut buffers = model.buffers.clone();
     let table = buffers.puzzle_emb.as_ref().unwrap();
-    buffers.puzzle_emb = Some(Tensor::randn(table.shape().clone(), 0.5, seed + 1, DType::F32).unwrap());
+    buffers.puzzle_emb =
+        Some(Tensor::randn(table.shape().clone(), 0.5, seed + 1, DType::F32).unwrap());
     model.set_buffers(buffers).unwrap();
 }
 
-/// Loss, parameter gradients and puzzle-row gradients of one training segment.
-fn one_segment(compute: Compute, arch_hrm: bool) -> (f64, Vec<(String, Vec<f64>)>, Vec<f64>) {
+/// Loss, parameter gradients (by name) and puzzle-row gradients of one training segment.
+struct SegmentGrads {
+    loss: f64,
+    params: Vec<(String, Vec<f64>)>,
+    puzzle_rows: Vec<f64>,
+}
+
+fn one_segment(compute: Compute, arch_hrm: bool) -> SegmentGrads {
     let mut cfg = ModelConfig {
         hidden_size: 64,
         num_heads: 2,
@@ -82,28 +94,63 @@ fn one_segment(compute: Compute, arch_hrm: bool) -> (f64, Vec<(String, Vec<f64>)
     randomise_heads(&mut model, &mut params, 11);
     let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 3).unwrap();
     let (inputs, labels) = encode_batch(&puzzles).unwrap();
-    let batch = Batch::new(inputs, labels, Tensor::from_vec(vec![0i32; 5], [5]).unwrap()).unwrap();
+    let batch = Batch::new(
+        inputs,
+        labels,
+        Tensor::from_vec(vec![0i32; 5], [5]).unwrap(),
+    )
+    .unwrap();
     let tape = Tape::with_compute(compute);
     let carry = Carry::initial(&model, &batch).unwrap();
-    let mut explore = Exploration { seed: 1, segment: 0 };
-    let step = act_step(&model, &tape, &params, carry, &batch, Halting::Train(&mut explore), &Probe::off()).unwrap();
+    let mut explore = Exploration {
+        seed: 1,
+        segment: 0,
+    };
+    let step = act_step(
+        &model,
+        &tape,
+        &params,
+        carry,
+        &batch,
+        Halting::Train(&mut explore),
+        &Probe::off(),
+    )
+    .unwrap();
     let loss = act_loss(&tape, &step).unwrap();
     let g = tape.backward(&loss.total).unwrap();
     params.accumulate(&g).unwrap();
     let grads = params
         .iter()
-        .map(|p| (p.name.clone(), p.grad.as_ref().unwrap().to_vec_f64().unwrap()))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.grad.as_ref().unwrap().to_vec_f64().unwrap(),
+            )
+        })
         .collect();
-    let rows = g.get(step.output.puzzle_rows.as_ref().unwrap()).unwrap().to_vec_f64().unwrap();
-    (loss.total.value().item().unwrap(), grads, rows)
+    let rows = g
+        .get(step.output.puzzle_rows.as_ref().unwrap())
+        .unwrap()
+        .to_vec_f64()
+        .unwrap();
+    SegmentGrads {
+        loss: loss.total.value().item().unwrap(),
+        params: grads,
+        puzzle_rows: rows,
+    }
 }
 
 #[test]
 fn a_training_step_on_emu_matches_the_cpu_step() {
     for hrm in [false, true] {
-        let (loss_cpu, grads_cpu, rows_cpu) = one_segment(Compute::Cpu, hrm);
-        let (loss_emu, grads_emu, rows_emu) = one_segment(Compute::emu(), hrm);
-        assert!((loss_cpu - loss_emu).abs() <= 1e-5 * loss_cpu.abs(), "loss {loss_cpu} vs {loss_emu}");
+        let cpu = one_segment(Compute::Cpu, hrm);
+        let emu = one_segment(Compute::emu(), hrm);
+        let (loss_cpu, grads_cpu, rows_cpu) = (cpu.loss, cpu.params, cpu.puzzle_rows);
+        let (loss_emu, grads_emu, rows_emu) = (emu.loss, emu.params, emu.puzzle_rows);
+        assert!(
+            (loss_cpu - loss_emu).abs() <= 1e-5 * loss_cpu.abs(),
+            "loss {loss_cpu} vs {loss_emu}"
+        );
         for ((name, a), (_, b)) in grads_cpu.iter().zip(&grads_emu) {
             let err = rel_l2(b, a);
             assert!(err < 1e-5, "hrm={hrm} {name}: relative L2 {err:.2e}");
@@ -134,22 +181,41 @@ fn resuming_in_process_is_bit_identical() {
         resumed.train_step().unwrap();
     }
     assert_eq!(values(&resumed.params), values(&straight.params));
-    assert_eq!(values(resumed.eval_params()), values(straight.eval_params()));
     assert_eq!(
-        resumed.model.buffers.puzzle_emb.as_ref().unwrap().to_bytes(),
-        straight.model.buffers.puzzle_emb.as_ref().unwrap().to_bytes()
+        values(resumed.eval_params()),
+        values(straight.eval_params())
+    );
+    assert_eq!(
+        resumed
+            .model
+            .buffers
+            .puzzle_emb
+            .as_ref()
+            .unwrap()
+            .to_bytes(),
+        straight
+            .model
+            .buffers
+            .puzzle_emb
+            .as_ref()
+            .unwrap()
+            .to_bytes()
     );
     // A state from another configuration is refused.
     let mut other = trainer(small_config(&["train.lr=0.5"]));
-    let err = other.load_state(&state).err().expect("config mismatch");
+    let err = other.load_state(&state).expect_err("config mismatch");
     assert!(err.to_string().contains("different configuration"), "{err}");
 }
 
 #[test]
 fn config_overrides_are_checked() {
-    let err = RunConfig::load("trm-cpu", &["hiden_size=3".into()]).err().unwrap();
+    let err = RunConfig::load("trm-cpu", &["hiden_size=3".into()])
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("hiden_size"), "{err}");
-    let err = RunConfig::load("trm-cpu", &["train.lr=fast".into()]).err().unwrap();
+    let err = RunConfig::load("trm-cpu", &["train.lr=fast".into()])
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("lr"), "{err}");
     let err = RunConfig::load("no-such-preset", &[]).err().unwrap();
     assert!(err.to_string().contains("trm-cpu"), "{err}");
@@ -185,16 +251,41 @@ fn recur() -> Command {
 }
 
 const CLI_RUN: &[&str] = &[
-    "--preset", "trm-cpu", "--device", "cpu",
-    "--set", "data.size=4", "--set", "train_puzzles=64", "--set", "test_puzzles=16",
-    "--set", "global_batch_size=8", "--set", "hidden_size=32", "--set", "puzzle_emb_ndim=32", "--set", "halt_max_steps=3",
-    "--set", "lr_warmup_steps=2", "--set", "eval_interval=10", "--set", "eval_puzzles=8",
-    "--set", "time_limit_s=0",
+    "--preset",
+    "trm-cpu",
+    "--device",
+    "cpu",
+    "--set",
+    "data.size=4",
+    "--set",
+    "train_puzzles=64",
+    "--set",
+    "test_puzzles=16",
+    "--set",
+    "global_batch_size=8",
+    "--set",
+    "hidden_size=32",
+    "--set",
+    "puzzle_emb_ndim=32",
+    "--set",
+    "halt_max_steps=3",
+    "--set",
+    "lr_warmup_steps=2",
+    "--set",
+    "eval_interval=10",
+    "--set",
+    "eval_puzzles=8",
+    "--set",
+    "time_limit_s=0",
 ];
 
 fn train(dir: &Path, extra: &[&str]) -> Command {
     let mut c = recur();
-    c.arg("train").args(CLI_RUN).args(extra).arg("--out").arg(dir);
+    c.arg("train")
+        .args(CLI_RUN)
+        .args(extra)
+        .arg("--out")
+        .arg(dir);
     c
 }
 
@@ -203,10 +294,23 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
     let dir = tempdir("cli");
     let run = dir.join("run");
     let out = train(&run, &["--set", "total_steps=30"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("held-out exact accuracy"), "{stdout}");
-    for f in ["model.safetensors", "state.safetensors", "metrics.jsonl", "curves.png", "depth.csv", "depth.png", "config.toml", "dataset.json"] {
+    for f in [
+        "model.safetensors",
+        "state.safetensors",
+        "metrics.jsonl",
+        "curves.png",
+        "depth.csv",
+        "depth.png",
+        "config.toml",
+        "dataset.json",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     // The loss went down over the 30 steps.
@@ -219,24 +323,45 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
         .collect();
     assert_eq!(losses.len(), 30);
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
-    assert!(mean(&losses[25..]) < mean(&losses[..5]), "loss did not fall: {losses:?}");
+    assert!(
+        mean(&losses[25..]) < mean(&losses[..5]),
+        "loss did not fall: {losses:?}"
+    );
 
     let again = train(&run, &["--set", "total_steps=30"]).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
 
     let ckpt = run.join("model.safetensors");
-    let eval = recur().args(["eval", "--device", "cpu", "--checkpoint"]).arg(&ckpt).output().unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval = recur()
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let depth = std::fs::read_to_string(run.join("depth.csv")).unwrap();
     assert_eq!(depth.lines().count(), 1 + 3, "{depth}");
 
     let solve = recur()
-        .args(["solve", "--device", "cpu", "1..4.4..........", "--checkpoint"])
+        .args([
+            "solve",
+            "--device",
+            "cpu",
+            "1..4.4..........",
+            "--checkpoint",
+        ])
         .arg(&ckpt)
         .output()
         .unwrap();
-    assert!(solve.status.success(), "{}", String::from_utf8_lossy(&solve.stderr));
+    assert!(
+        solve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&solve.stderr)
+    );
     assert!(String::from_utf8_lossy(&solve.stdout).contains("halted at step"));
 
     // A 9x9 puzzle does not fit this 4x4 model: a clear error, not a panic.
@@ -254,7 +379,11 @@ fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
     let dir = tempdir("kill");
     let args = ["--set", "total_steps=150", "--set", "checkpoint_interval=4"];
     let straight = train(&dir.join("straight"), &args).output().unwrap();
-    assert!(straight.status.success(), "{}", String::from_utf8_lossy(&straight.stderr));
+    assert!(
+        straight.status.success(),
+        "{}",
+        String::from_utf8_lossy(&straight.stderr)
+    );
 
     let killed_dir = dir.join("killed");
     let mut child = train(&killed_dir, &args)
@@ -271,10 +400,24 @@ fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
     child.kill().unwrap();
     child.wait().unwrap();
     // The final evaluation writes depth.csv: its absence shows the run really died mid-way.
-    assert!(!killed_dir.join("depth.csv").exists(), "the run finished before it was killed");
-    let resumed = recur().args(["train", "--device", "cpu", "--resume"]).arg(&killed_dir).output().unwrap();
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(
+        !killed_dir.join("depth.csv").exists(),
+        "the run finished before it was killed"
+    );
+    let resumed = recur()
+        .args(["train", "--device", "cpu", "--resume"])
+        .arg(&killed_dir)
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed at step"));
     let bytes = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
-    assert!(bytes(&killed_dir) == bytes(&dir.join("straight")), "resumed model differs");
+    assert!(
+        bytes(&killed_dir) == bytes(&dir.join("straight")),
+        "resumed model differs"
+    );
 }

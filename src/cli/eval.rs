@@ -49,12 +49,21 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let first = puzzles
         .first()
         .ok_or_else(|| Error::arg("eval", "there are no puzzles to evaluate"))?;
-    check_task_sizes(&cfg.model, seq_len(first.geometry), vocab_size(first.geometry))?;
+    check_task_sizes(
+        &cfg.model,
+        seq_len(first.geometry),
+        vocab_size(first.geometry),
+    )?;
     let started = Instant::now();
     let bar = ProgressBar::new(puzzles.len() as u64);
-    let (report, _) = evaluate(&args.device.compute()?, &model, &params, &puzzles, args.batch_size, |done| {
-        bar.set_position(done as u64)
-    })?;
+    let (report, _) = evaluate(
+        &args.device.compute()?,
+        &model,
+        &params,
+        &puzzles,
+        args.batch_size,
+        |done| bar.set_position(done as u64),
+    )?;
     bar.finish_and_clear();
     let dir = args.out.clone().unwrap_or_else(|| {
         args.checkpoint
@@ -67,9 +76,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         source,
     })?;
     write_depth_csv(&dir.join("depth.csv"), &report)?;
-    plot_depth_curve(&dir.join("depth.png"), &report, &format!("{:?} depth curve", cfg.model.arch))?;
+    plot_depth_curve(
+        &dir.join("depth.png"),
+        &report,
+        &format!("{:?} depth curve", cfg.model.arch),
+    )?;
     println!("halting steps (first step at which the Q head says halt):");
-    for (k, n) in report.halt_histogram.iter().enumerate().filter(|(_, &n)| n > 0) {
+    for (k, n) in report
+        .halt_histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+    {
         println!("  step {:>2}: {n}", k + 1);
     }
     print_summary(&report, 0, 0.0, started.elapsed().as_secs_f64(), &dir);

@@ -24,9 +24,24 @@ impl ArchChoice {
     /// `--set`s come after, so they win.
     pub fn overrides(self) -> Vec<String> {
         let v: &[&str] = match self {
-            ArchChoice::TrmAtt => &["model.arch=trm", "model.mlp_t=false", "model.pos_encodings=rope", "model.no_ACT_continue=true"],
-            ArchChoice::TrmMlp => &["model.arch=trm", "model.mlp_t=true", "model.pos_encodings=none", "model.no_ACT_continue=true"],
-            ArchChoice::Hrm => &["model.arch=hrm", "model.mlp_t=false", "model.pos_encodings=rope", "model.no_ACT_continue=false"],
+            ArchChoice::TrmAtt => &[
+                "model.arch=trm",
+                "model.mlp_t=false",
+                "model.pos_encodings=rope",
+                "model.no_ACT_continue=true",
+            ],
+            ArchChoice::TrmMlp => &[
+                "model.arch=trm",
+                "model.mlp_t=true",
+                "model.pos_encodings=none",
+                "model.no_ACT_continue=true",
+            ],
+            ArchChoice::Hrm => &[
+                "model.arch=hrm",
+                "model.mlp_t=false",
+                "model.pos_encodings=rope",
+                "model.no_ACT_continue=false",
+            ],
         };
         v.iter().map(|s| s.to_string()).collect()
     }

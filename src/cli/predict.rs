@@ -34,22 +34,41 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> Result<()> {
     let (cfg, model, params) = load_checkpoint(&args.checkpoint, &args.config, DEFAULT_PRESET)?;
     let (puzzles, _) = load_csv(&args.input, LoadOptions::default())?;
-    let first = puzzles
-        .first()
-        .ok_or_else(|| Error::arg("predict", format!("{} has no puzzles", args.input.display())))?;
-    check_task_sizes(&cfg.model, seq_len(first.geometry), vocab_size(first.geometry))?;
+    let first = puzzles.first().ok_or_else(|| {
+        Error::arg(
+            "predict",
+            format!("{} has no puzzles", args.input.display()),
+        )
+    })?;
+    check_task_sizes(
+        &cfg.model,
+        seq_len(first.geometry),
+        vocab_size(first.geometry),
+    )?;
     let steps = cfg.model.halt_max_steps;
     // Per output name, the chunks' tensors in order.
     let mut parts: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
     for chunk in puzzles.chunks(args.batch_size.max(1)) {
         let (inputs, labels) = encode_batch(chunk)?;
-        let batch = Batch::new(inputs, labels, Tensor::from_vec(vec![0i32; chunk.len()], [chunk.len()])?)?;
+        let batch = Batch::new(
+            inputs,
+            labels,
+            Tensor::from_vec(vec![0i32; chunk.len()], [chunk.len()])?,
+        )?;
         let mut carry = Carry::initial(&model, &batch)?;
         for k in 1..=steps {
             // f32 on the CPU reference, so the dump is comparable across implementations.
             let tape = Tape::new();
             let step = tape.no_grad(|| {
-                act_step(&model, &tape, &params, carry, &batch, Halting::Eval, &Probe::off())
+                act_step(
+                    &model,
+                    &tape,
+                    &params,
+                    carry,
+                    &batch,
+                    Halting::Eval,
+                    &Probe::off(),
+                )
             })?;
             let out = &step.output;
             for (name, t) in [
@@ -57,11 +76,20 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 ("q_halt_logits", out.q_halt.value()),
                 ("q_continue_logits", out.q_continue.value()),
             ] {
-                parts.entry(format!("step{k:02}.{name}")).or_default().push(t.clone());
+                parts
+                    .entry(format!("step{k:02}.{name}"))
+                    .or_default()
+                    .push(t.clone());
             }
             if k == steps {
-                parts.entry("final.z_H".into()).or_default().push(step.carry.z_h.clone());
-                parts.entry("final.z_L".into()).or_default().push(step.carry.z_l.clone());
+                parts
+                    .entry("final.z_H".into())
+                    .or_default()
+                    .push(step.carry.z_h.clone());
+                parts
+                    .entry("final.z_L".into())
+                    .or_default()
+                    .push(step.carry.z_l.clone());
             }
             carry = step.carry;
         }
@@ -73,7 +101,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let meta = BTreeMap::from([
         ("puzzles".to_string(), puzzles.len().to_string()),
-        ("checkpoint".to_string(), args.checkpoint.display().to_string()),
+        (
+            "checkpoint".to_string(),
+            args.checkpoint.display().to_string(),
+        ),
         ("dtype".to_string(), "float32".to_string()),
     ]);
     save_tensors(&args.dump, &tensors, &meta)?;

@@ -38,7 +38,14 @@ pub fn run(args: SolveArgs) -> Result<()> {
         rating: 0,
         source: "command line".into(),
     };
-    let (_, predictions) = evaluate(&args.device.compute()?, &model, &params, std::slice::from_ref(&puzzle), 1, |_| {})?;
+    let (_, predictions) = evaluate(
+        &args.device.compute()?,
+        &model,
+        &params,
+        std::slice::from_ref(&puzzle),
+        1,
+        |_| {},
+    )?;
     let p = &predictions[0];
     println!("{}", decode_grid(&p.tokens, geometry)?);
     let verdict = match answer {

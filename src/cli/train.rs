@@ -39,7 +39,9 @@ const METRICS_FILE: &str = "metrics.jsonl";
 
 pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(n) = args.threads {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     let (cfg, dir, resuming) = match &args.resume {
         Some(dir) => {
@@ -48,7 +50,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 path: path.display().to_string(),
                 source,
             })?;
-            (RunConfig::from_toml(&text, &path.display().to_string(), &[])?, dir.clone(), true)
+            (
+                RunConfig::from_toml(&text, &path.display().to_string(), &[])?,
+                dir.clone(),
+                true,
+            )
         }
         None => {
             let cfg = args.config.resolve(DEFAULT_PRESET)?;
@@ -107,7 +113,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         m.H_cycles,
         m.L_cycles,
         m.L_layers,
-        if m.arch == crate::models::Arch::Hrm { m.H_layers } else { 0 },
+        if m.arch == crate::models::Arch::Hrm {
+            m.H_layers
+        } else {
+            0
+        },
         m.num_parameters(),
         trainer.cfg.train.global_batch_size,
         trainer.total_steps(),
@@ -153,7 +163,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             save(&trainer, elapsed(&trainer))?;
             return Err(Error::arg(
                 "train",
-                format!("the loss became {} at step {} (state saved in {})", r.loss, r.step, dir.display()),
+                format!(
+                    "the loss became {} at step {} (state saved in {})",
+                    r.loss,
+                    r.step,
+                    dir.display()
+                ),
             ));
         }
         let mut record = serde_json::to_value(&r).expect("report serialises");
@@ -181,15 +196,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let train_s = elapsed(&trainer);
     save(&trainer, train_s)?;
 
-    println!("evaluating on {} held-out puzzles (all {} supervision steps)", trainer.data.test.len(), trainer.cfg.model.halt_max_steps);
+    println!(
+        "evaluating on {} held-out puzzles (all {} supervision steps)",
+        trainer.data.test.len(),
+        trainer.cfg.model.halt_max_steps
+    );
     let eval_bar = ProgressBar::new(trainer.data.test.len() as u64);
     let (report, _) = trainer.evaluate(0, |done| eval_bar.set_position(done as u64))?;
     eval_bar.finish_and_clear();
     write_eval(&mut metrics, &trainer, &report, train_s)?;
     plot_training_curves(&metrics_path, &dir.join("curves.png"))?;
     write_depth_csv(&dir.join("depth.csv"), &report)?;
-    plot_depth_curve(&dir.join("depth.png"), &report, &format!("{:?} depth curve", trainer.cfg.model.arch))?;
-    print_summary(&report, trainer.step, train_s, started.elapsed().as_secs_f64(), &dir);
+    plot_depth_curve(
+        &dir.join("depth.png"),
+        &report,
+        &format!("{:?} depth curve", trainer.cfg.model.arch),
+    )?;
+    print_summary(
+        &report,
+        trainer.step,
+        train_s,
+        started.elapsed().as_secs_f64(),
+        &dir,
+    );
     Ok(())
 }
 
@@ -242,5 +271,8 @@ pub fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64,
         report.puzzles,
         report.mean_halt_step()
     );
-    println!("files: {}/{{model.safetensors, metrics.jsonl, curves.png, depth.csv, depth.png}}", dir.display());
+    println!(
+        "files: {}/{{model.safetensors, metrics.jsonl, curves.png, depth.csv, depth.png}}",
+        dir.display()
+    );
 }

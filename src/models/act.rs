@@ -147,8 +147,16 @@ pub fn act_step(
         ));
     }
     let reset = &carry.halted;
-    let z_h = select_rows(reset, &model.initial_state(&model.buffers.h_init, b)?, &carry.z_h)?;
-    let z_l = select_rows(reset, &model.initial_state(&model.buffers.l_init, b)?, &carry.z_l)?;
+    let z_h = select_rows(
+        reset,
+        &model.initial_state(&model.buffers.h_init, b)?,
+        &carry.z_h,
+    )?;
+    let z_l = select_rows(
+        reset,
+        &model.initial_state(&model.buffers.l_init, b)?,
+        &carry.z_l,
+    )?;
     let data = Batch::new(
         select_rows(reset, &batch.inputs, &carry.data.inputs)?,
         select_rows(reset, &batch.labels, &carry.data.labels)?,
@@ -161,7 +169,15 @@ pub fn act_step(
         .map(|(&s, &r)| if r { 1 } else { s + 1 })
         .collect();
 
-    let output = model.segment(tape, params, &z_h, &z_l, &data.inputs, &data.puzzle_ids, probe)?;
+    let output = model.segment(
+        tape,
+        params,
+        &z_h,
+        &z_l,
+        &data.inputs,
+        &data.puzzle_ids,
+        probe,
+    )?;
 
     let max_steps = cfg.halt_max_steps;
     let is_last: Vec<bool> = steps.iter().map(|&s| s as usize >= max_steps).collect();

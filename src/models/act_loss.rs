@@ -109,15 +109,18 @@ pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
     let lm = tape.sum_all(&tape.stablemax_cross_entropy(&out.logits, labels)?)?;
     let b = seq_correct.len();
     let correct_target = Tensor::from_vec(
-        seq_correct.iter().map(|&c| c as u8 as f32).collect::<Vec<_>>(),
+        seq_correct
+            .iter()
+            .map(|&c| c as u8 as f32)
+            .collect::<Vec<_>>(),
         [b],
     )?;
-    let q_halt = tape.sum_all(&tape.bce_with_logits(&out.q_halt, &Var::constant(correct_target))?)?;
+    let q_halt =
+        tape.sum_all(&tape.bce_with_logits(&out.q_halt, &Var::constant(correct_target))?)?;
     let q_terms = match &step.target_q_continue {
         Some(target) => {
-            let q_cont = tape.sum_all(
-                &tape.bce_with_logits(&out.q_continue, &Var::constant(target.clone()))?,
-            )?;
+            let q_cont = tape
+                .sum_all(&tape.bce_with_logits(&out.q_continue, &Var::constant(target.clone()))?)?;
             let q_cont_loss = q_cont.value().item()?;
             (tape.add(&q_halt, &q_cont)?, q_cont_loss)
         }

@@ -135,9 +135,8 @@ impl ModelConfig {
 
     /// Errors on sizes the model cannot be built with, naming the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, why: String| {
-            Err(Error::arg("model config", format!("{field}: {why}")))
-        };
+        let bad =
+            |field: &str, why: String| Err(Error::arg("model config", format!("{field}: {why}")));
         let positive = [
             ("hidden_size", self.hidden_size),
             ("num_heads", self.num_heads),
@@ -159,7 +158,10 @@ impl ModelConfig {
         if self.hidden_size % self.num_heads != 0 {
             return bad(
                 "num_heads",
-                format!("{} does not divide hidden_size {}", self.num_heads, self.hidden_size),
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_heads, self.hidden_size
+                ),
             );
         }
         if !self.mlp_t && self.head_dim() % 2 != 0 {
@@ -179,7 +181,7 @@ impl ModelConfig {
         if self.puzzle_emb_ndim > 0 && self.num_puzzle_identifiers == 0 {
             return bad("num_puzzle_identifiers", "must be positive".into());
         }
-        if !(self.expansion > 0.0) {
+        if self.expansion.is_nan() || self.expansion <= 0.0 {
             return bad("expansion", format!("{} is not positive", self.expansion));
         }
         if !(0.0..=1.0).contains(&self.halt_exploration_prob) {
@@ -188,7 +190,8 @@ impl ModelConfig {
                 format!("{} is not a probability", self.halt_exploration_prob),
             );
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.rms_norm_eps) || !positive(self.rope_theta) {
             return bad("rms_norm_eps / rope_theta", "must be positive".into());
         }
         Ok(())
@@ -210,7 +213,12 @@ impl ModelConfig {
             let inter = intermediate_size(d, self.expansion);
             mixer + d * 2 * inter + inter * d
         };
-        let layers = self.L_layers + if self.arch == Arch::Hrm { self.H_layers } else { 0 };
+        let layers = self.L_layers
+            + if self.arch == Arch::Hrm {
+                self.H_layers
+            } else {
+                0
+            };
         let learned_pos = if self.pos_encodings == PosEncoding::Learned {
             self.total_len() * d
         } else {

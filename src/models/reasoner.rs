@@ -86,12 +86,19 @@ impl Reasoner {
         // The official init makes every Q logit exactly −5, so training sequences run all
         // segments until the head learns.
         params.get_mut(q_head.weight).value = Tensor::zeros([2, d], DType::F32);
-        params.get_mut(q_head.bias.expect("q_head has a bias")).value =
-            Tensor::full([2], -5.0, DType::F32);
+        params
+            .get_mut(q_head.bias.expect("q_head has a bias"))
+            .value = Tensor::full([2], -5.0, DType::F32);
         let (h_level, l_level) = match cfg.arch {
             // HRM registers H_level first, as its state dict lists it.
             Arch::Hrm => (
-                Some(ReasoningModule::new(params, "H_level", cfg.H_layers, &cfg, seed)?),
+                Some(ReasoningModule::new(
+                    params,
+                    "H_level",
+                    cfg.H_layers,
+                    &cfg,
+                    seed,
+                )?),
                 ReasoningModule::new(params, "L_level", cfg.L_layers, &cfg, seed)?,
             ),
             Arch::Trm => (
@@ -172,7 +179,10 @@ impl Reasoner {
         self.buffers = Buffers {
             h_init: buffers.h_init.to_dtype(DType::F32)?,
             l_init: buffers.l_init.to_dtype(DType::F32)?,
-            puzzle_emb: buffers.puzzle_emb.map(|t| t.to_dtype(DType::F32)).transpose()?,
+            puzzle_emb: buffers
+                .puzzle_emb
+                .map(|t| t.to_dtype(DType::F32))
+                .transpose()?,
         };
         Ok(())
     }
@@ -192,14 +202,21 @@ impl Reasoner {
             _ => {
                 return Err(Error::shape(
                     "model inputs",
-                    format!("inputs must be [B, {}], got {}", cfg.seq_len, inputs.shape()),
+                    format!(
+                        "inputs must be [B, {}], got {}",
+                        cfg.seq_len,
+                        inputs.shape()
+                    ),
                 ))
             }
         };
         if puzzle_ids.dims() != [b] {
             return Err(Error::shape(
                 "model inputs",
-                format!("puzzle identifiers must be [{b}], got {}", puzzle_ids.shape()),
+                format!(
+                    "puzzle identifiers must be [{b}], got {}",
+                    puzzle_ids.shape()
+                ),
             ));
         }
         check_token_range(inputs, cfg.vocab_size)?;
@@ -222,12 +239,11 @@ impl Reasoner {
             }
         };
         if let Some(pos) = &self.embed_pos {
-            let positions: Vec<i32> = (0..b)
-                .flat_map(|_| 0..(cfg.total_len() as i32))
-                .collect();
+            let positions: Vec<i32> = (0..b).flat_map(|_| 0..(cfg.total_len() as i32)).collect();
             let positions = Tensor::from_vec(positions, [b, cfg.total_len()])?;
             let pos = pos.forward(tape, params, &positions)?;
-            emb = tape.scale(&tape.add(&emb, &pos)?, 0.707106781)?;
+            // The official constant 0.707106781, i.e. 1/√2 (so the sum keeps unit variance).
+            emb = tape.scale(&tape.add(&emb, &pos)?, std::f64::consts::FRAC_1_SQRT_2)?;
         }
         debug_assert_eq!(emb.dims(), &[b, s + cfg.prefix_len(), d]);
         Ok((tape.scale(&emb, (d as f64).sqrt())?, rows))

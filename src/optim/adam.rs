@@ -12,13 +12,13 @@
 //! The scalar coefficients are computed in f64 and rounded to the compute type, as the official
 //! kernels do; f32 (and bf16-gradient) parameters compute in f32, f64 parameters in f64.
 
+use crate::dtype::DType;
 use crate::dtype::Real;
 use crate::error::{Error, Result};
 use crate::params::{ParamId, Params};
 use crate::tensor::{RealData, RealDataMut, Tensor};
 use rayon::prelude::*;
 use std::borrow::Cow;
-use crate::dtype::DType;
 use std::collections::{BTreeMap, HashMap};
 
 /// What the step follows, given the first moment `m` and the bias-corrected `√v̂`.
@@ -241,7 +241,10 @@ impl Moments {
             if let Some(s) = self.states.get(&id) {
                 out.insert(format!("{}.exp_avg", s.name), s.exp_avg.clone());
                 out.insert(format!("{}.exp_avg_sq", s.name), s.exp_avg_sq.clone());
-                out.insert(format!("{}.step", s.name), Tensor::scalar(s.step as f64, DType::F64));
+                out.insert(
+                    format!("{}.step", s.name),
+                    Tensor::scalar(s.step as f64, DType::F64),
+                );
             }
         }
         out

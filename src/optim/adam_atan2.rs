@@ -10,10 +10,10 @@
 
 use super::adam::{Direction, Hyper, Moments};
 use super::{check_non_negative, check_unit_interval};
-use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::params::{ParamId, Params};
 use crate::tensor::Tensor;
+use std::collections::BTreeMap;
 
 /// AdamATan2 hyperparameters. `Default` is the package's: lr 1e-3, betas (0.9, 0.999), weight
 /// decay 0.01. HRM and TRM run lr 1e-4, betas (0.9, 0.95), weight decay 0.1 (ARC) or 1.0
@@ -112,7 +112,8 @@ impl AdamAtan2 {
         params: &Params,
         state: &BTreeMap<String, Tensor>,
     ) -> Result<()> {
-        self.moments.import("AdamAtan2::import_state", params, state)
+        self.moments
+            .import("AdamAtan2::import_state", params, state)
     }
 
     /// The moments `(m, v)` of parameter `id`, once it has stepped (for checkpoints and tests).

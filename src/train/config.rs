@@ -89,8 +89,14 @@ pub struct RunConfig {
 pub const PRESETS: &[(&str, &str)] = &[
     ("trm-cpu", include_str!("presets/trm-cpu.toml")),
     ("hrm-cpu", include_str!("presets/hrm-cpu.toml")),
-    ("trm-att-sudoku", include_str!("presets/trm-att-sudoku.toml")),
-    ("trm-mlp-sudoku", include_str!("presets/trm-mlp-sudoku.toml")),
+    (
+        "trm-att-sudoku",
+        include_str!("presets/trm-att-sudoku.toml"),
+    ),
+    (
+        "trm-mlp-sudoku",
+        include_str!("presets/trm-mlp-sudoku.toml"),
+    ),
     ("hrm-sudoku", include_str!("presets/hrm-sudoku.toml")),
 ];
 
@@ -184,9 +190,9 @@ impl RunConfig {
 
 /// Applies one `key=value` override to the parsed TOML.
 fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
-    let (key, raw) = spec.split_once('=').ok_or_else(|| {
-        Error::arg("--set", format!("{spec:?} is not key=value"))
-    })?;
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| Error::arg("--set", format!("{spec:?} is not key=value")))?;
     let (key, raw) = (key.trim(), raw.trim());
     let (section, field) = match key.split_once('.') {
         Some((s, f)) => (s.to_string(), f.to_string()),

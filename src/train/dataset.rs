@@ -52,7 +52,12 @@ pub fn build(cfg: &DataConfig) -> Result<SudokuData> {
             let wanted = cfg.train_puzzles + cfg.test_puzzles.max(1);
             // A little slack: duplicates are dropped before splitting.
             let count = wanted + wanted / 20 + 8;
-            let puzzles = generate(geometry, parse_difficulty(&cfg.difficulty)?, count, cfg.seed)?;
+            let puzzles = generate(
+                geometry,
+                parse_difficulty(&cfg.difficulty)?,
+                count,
+                cfg.seed,
+            )?;
             let source = format!("generated {}x{} {}", cfg.size, cfg.size, cfg.difficulty);
             (puzzles, source, 0)
         }

@@ -82,7 +82,15 @@ pub fn evaluate(
         for k in 0..steps {
             let tape = Tape::with_compute(compute.clone());
             let step = tape.no_grad(|| {
-                act_step(model, &tape, params, carry, &batch, Halting::Eval, &Probe::off())
+                act_step(
+                    model,
+                    &tape,
+                    params,
+                    carry,
+                    &batch,
+                    Halting::Eval,
+                    &Probe::off(),
+                )
             })?;
             let scores = SequenceScores::new(&tape, &step.output.logits, &batch.labels)?;
             let right = scores.seq_correct();

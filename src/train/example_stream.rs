@@ -47,7 +47,8 @@ impl ExampleStream {
 
     fn shuffle(&mut self, n: usize) {
         self.order = (0..n).collect();
-        self.order.shuffle(&mut rng_for(self.seed, self.pos.epoch, u64::MAX));
+        self.order
+            .shuffle(&mut rng_for(self.seed, self.pos.epoch, u64::MAX));
     }
 
     pub fn position(&self) -> StreamPosition {

@@ -60,12 +60,15 @@ pub fn read_model(path: &Path) -> Result<ModelFile> {
 
 /// Builds `cfg`'s model and fills it from `file`. Every parameter and buffer must be present
 /// with its exact shape; the error lists everything that is not.
-pub fn instantiate(cfg: &ModelConfig, file: &ModelFile, origin: &Path) -> Result<(Reasoner, Params)> {
+pub fn instantiate(
+    cfg: &ModelConfig,
+    file: &ModelFile,
+    origin: &Path,
+) -> Result<(Reasoner, Params)> {
     let mut params = Params::new();
     let mut model = Reasoner::new(&mut params, cfg.clone(), 0)?;
-    let summary = load_into_params(&mut params, &file.tensors, false).map_err(|e| {
-        Error::arg("checkpoint", format!("{}: {e}", origin.display()))
-    })?;
+    let summary = load_into_params(&mut params, &file.tensors, false)
+        .map_err(|e| Error::arg("checkpoint", format!("{}: {e}", origin.display())))?;
     let mut buffers = summary.buffers;
     let mut take = |name: &str| buffers.remove(name);
     let loaded = Buffers {

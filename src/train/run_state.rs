@@ -27,8 +27,12 @@ struct Counters {
     config: String,
 }
 
-fn prefixed(prefix: &str, map: BTreeMap<String, Tensor>) -> impl Iterator<Item = (String, Tensor)> + '_ {
-    map.into_iter().map(move |(k, v)| (format!("{prefix}{k}"), v))
+fn prefixed(
+    prefix: &str,
+    map: BTreeMap<String, Tensor>,
+) -> impl Iterator<Item = (String, Tensor)> + '_ {
+    map.into_iter()
+        .map(move |(k, v)| (format!("{prefix}{k}"), v))
 }
 
 fn take_prefixed(map: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<String, Tensor> {
@@ -47,7 +51,9 @@ impl Trainer {
     pub fn save_state(&self, path: &Path, elapsed_s: f64) -> Result<()> {
         let mut tensors = BTreeMap::new();
         let params_map = |p: &Params| -> BTreeMap<String, Tensor> {
-            p.iter().map(|p| (p.name.clone(), p.value.clone())).collect()
+            p.iter()
+                .map(|p| (p.name.clone(), p.value.clone()))
+                .collect()
         };
         tensors.extend(prefixed("param.", params_map(&self.params)));
         tensors.extend(prefixed("adam.", self.optimizer.export_state(&self.params)));
@@ -60,8 +66,14 @@ impl Trainer {
         if let Some(c) = &self.carry {
             tensors.insert("carry.z_H".into(), c.z_h.clone());
             tensors.insert("carry.z_L".into(), c.z_l.clone());
-            tensors.insert("carry.steps".into(), flags_to_tensor(c.steps.iter().map(|&s| s as i32))?);
-            tensors.insert("carry.halted".into(), flags_to_tensor(c.halted.iter().map(|&h| h as i32))?);
+            tensors.insert(
+                "carry.steps".into(),
+                flags_to_tensor(c.steps.iter().map(|&s| s as i32))?,
+            );
+            tensors.insert(
+                "carry.halted".into(),
+                flags_to_tensor(c.halted.iter().map(|&h| h as i32))?,
+            );
             tensors.insert("carry.inputs".into(), c.data.inputs.clone());
             tensors.insert("carry.labels".into(), c.data.labels.clone());
             tensors.insert("carry.puzzle_ids".into(), c.data.puzzle_ids.clone());
@@ -120,8 +132,16 @@ impl Trainer {
                 Some(Carry {
                     z_h: z_h.clone(),
                     z_l: get("carry.z_L")?,
-                    steps: get("carry.steps")?.to_vec_i32()?.iter().map(|&s| s as u32).collect(),
-                    halted: get("carry.halted")?.to_vec_i32()?.iter().map(|&h| h != 0).collect(),
+                    steps: get("carry.steps")?
+                        .to_vec_i32()?
+                        .iter()
+                        .map(|&s| s as u32)
+                        .collect(),
+                    halted: get("carry.halted")?
+                        .to_vec_i32()?
+                        .iter()
+                        .map(|&h| h != 0)
+                        .collect(),
                     data: Batch::new(
                         get("carry.inputs")?,
                         get("carry.labels")?,
@@ -156,7 +176,11 @@ fn restore_params(params: &mut Params, saved: &BTreeMap<String, Tensor>) -> Resu
     if saved.len() != params.len() {
         return Err(Error::arg(
             "resume",
-            format!("{} saved tensors for {} parameters", saved.len(), params.len()),
+            format!(
+                "{} saved tensors for {} parameters",
+                saved.len(),
+                params.len()
+            ),
         ));
     }
     for p in params.iter_mut() {
@@ -166,7 +190,14 @@ fn restore_params(params: &mut Params, saved: &BTreeMap<String, Tensor>) -> Resu
         if t.shape() != p.value.shape() || t.dtype() != p.value.dtype() {
             return Err(Error::shape(
                 "resume",
-                format!("{} is {} {}, expected {} {}", p.name, t.dtype(), t.shape(), p.value.dtype(), p.value.shape()),
+                format!(
+                    "{} is {} {}, expected {} {}",
+                    p.name,
+                    t.dtype(),
+                    t.shape(),
+                    p.value.dtype(),
+                    p.value.shape()
+                ),
             ));
         }
         p.value = t.clone();

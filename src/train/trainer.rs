@@ -153,7 +153,8 @@ impl Trainer {
         let lr = self.schedule.lr(self.step);
         self.optimizer.set_lr(lr)?;
         self.optimizer.step(&mut self.params)?;
-        if let (Some(rows), Some(table)) = (&step.output.puzzle_rows, &mut self.model.buffers.puzzle_emb)
+        if let (Some(rows), Some(table)) =
+            (&step.output.puzzle_rows, &mut self.model.buffers.puzzle_emb)
         {
             if let Some(g) = grads.get(rows) {
                 self.puzzle_optimizer
