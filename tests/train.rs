@@ -421,3 +421,96 @@ fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
         "resumed model differs"
     );
 }
+
+#[test]
+fn checkpoints_round_trip_and_predict_dumps_every_step() {
+    use recur::checkpoint::load_tensors;
+    let dir = tempdir("predict");
+    let run = dir.join("run");
+    let out = train(&run, &["--set", "total_steps=12"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ckpt = run.join("model.safetensors");
+
+    // The saved model reloads to the same predictions as the trainer's own evaluation weights.
+    let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 99).unwrap();
+    let mut csv = String::from("source,question,answer,rating\n");
+    for p in &puzzles {
+        csv += &format!("gen,{},{},0\n", p.question_string(), p.answer_string());
+    }
+    let input = dir.join("puzzles.csv");
+    std::fs::write(&input, csv).unwrap();
+    let dump = dir.join("dump.safetensors");
+    let predict = recur()
+        .args(["predict", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(&input)
+        .arg("--dump")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        predict.status.success(),
+        "{}",
+        String::from_utf8_lossy(&predict.stderr)
+    );
+    let (tensors, _) = load_tensors(&dump).unwrap();
+    assert_eq!(
+        tensors.len(),
+        3 * 3 + 2,
+        "{:?}",
+        tensors.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(tensors["step03.logits"].dims(), &[5, 16, 6]);
+    assert_eq!(tensors["step01.q_halt_logits"].dims(), &[5]);
+    assert_eq!(tensors["final.z_H"].dims(), &[5, 17, 32]);
+
+    // The same checkpoint loaded in process gives the dumped logits exactly.
+    let file = recur::train::model_file::read_model(&ckpt).unwrap();
+    let cfg = RunConfig::from_toml(file.config_toml.as_deref().unwrap(), "ckpt", &[]).unwrap();
+    let (model, params) = recur::train::model_file::instantiate(&cfg.model, &file, &ckpt).unwrap();
+    let (inputs, labels) = encode_batch(&puzzles).unwrap();
+    let batch = Batch::new(
+        inputs,
+        labels,
+        Tensor::from_vec(vec![0i32; 5], [5]).unwrap(),
+    )
+    .unwrap();
+    let tape = Tape::new();
+    let carry = Carry::initial(&model, &batch).unwrap();
+    let step = tape
+        .no_grad(|| {
+            act_step(
+                &model,
+                &tape,
+                &params,
+                carry,
+                &batch,
+                Halting::Eval,
+                &Probe::off(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        step.output.logits.value().to_bytes(),
+        tensors["step01.logits"].to_bytes()
+    );
+
+    // A checkpoint that does not fit the model names every problem.
+    let wrong = recur()
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&ckpt)
+        .args(["--set", "hidden_size=64", "--set", "puzzle_emb_ndim=64"])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("lm_head.weight") && stderr.contains("expected"),
+        "{stderr}"
+    );
+}
