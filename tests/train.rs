@@ -279,6 +279,17 @@ const CLI_RUN: &[&str] = &[
     "time_limit_s=0",
 ];
 
+/// Runs `cmd` and fails the test with its stderr unless it succeeds.
+fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn train(dir: &Path, extra: &[&str]) -> Command {
     let mut c = recur();
     c.arg("train")
@@ -293,12 +304,7 @@ fn train(dir: &Path, extra: &[&str]) -> Command {
 fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
     let dir = tempdir("cli");
     let run = dir.join("run");
-    let out = train(&run, &["--set", "total_steps=30"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(&mut train(&run, &["--set", "total_steps=30"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("held-out exact accuracy"), "{stdout}");
     for f in [
@@ -333,34 +339,24 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
 
     let ckpt = run.join("model.safetensors");
-    let eval = recur()
-        .args(["eval", "--device", "cpu", "--checkpoint"])
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
+    succeed(
+        recur()
+            .args(["eval", "--device", "cpu", "--checkpoint"])
+            .arg(&ckpt),
     );
     let depth = std::fs::read_to_string(run.join("depth.csv")).unwrap();
     assert_eq!(depth.lines().count(), 1 + 3, "{depth}");
 
-    let solve = recur()
-        .args([
-            "solve",
-            "--device",
-            "cpu",
-            "1..4.4..........",
-            "--checkpoint",
-        ])
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    assert!(
-        solve.status.success(),
-        "{}",
-        String::from_utf8_lossy(&solve.stderr)
+    let solve = succeed(
+        recur()
+            .args([
+                "solve",
+                "--device",
+                "cpu",
+                "1..4.4..........",
+                "--checkpoint",
+            ])
+            .arg(&ckpt),
     );
     assert!(String::from_utf8_lossy(&solve.stdout).contains("halted at step"));
 
@@ -378,12 +374,7 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
 fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
     let dir = tempdir("kill");
     let args = ["--set", "total_steps=150", "--set", "checkpoint_interval=4"];
-    let straight = train(&dir.join("straight"), &args).output().unwrap();
-    assert!(
-        straight.status.success(),
-        "{}",
-        String::from_utf8_lossy(&straight.stderr)
-    );
+    succeed(&mut train(&dir.join("straight"), &args));
 
     let killed_dir = dir.join("killed");
     let mut child = train(&killed_dir, &args)
@@ -404,15 +395,10 @@ fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
         !killed_dir.join("depth.csv").exists(),
         "the run finished before it was killed"
     );
-    let resumed = recur()
-        .args(["train", "--device", "cpu", "--resume"])
-        .arg(&killed_dir)
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
+    let resumed = succeed(
+        recur()
+            .args(["train", "--device", "cpu", "--resume"])
+            .arg(&killed_dir),
     );
     assert!(String::from_utf8_lossy(&resumed.stdout).contains("resumed at step"));
     let bytes = |d: &Path| std::fs::read(d.join("model.safetensors")).unwrap();
@@ -427,12 +413,7 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
     use recur::checkpoint::load_tensors;
     let dir = tempdir("predict");
     let run = dir.join("run");
-    let out = train(&run, &["--set", "total_steps=12"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(&mut train(&run, &["--set", "total_steps=12"]));
     let ckpt = run.join("model.safetensors");
 
     // The saved model reloads to the same predictions as the trainer's own evaluation weights.
@@ -444,19 +425,14 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
     let input = dir.join("puzzles.csv");
     std::fs::write(&input, csv).unwrap();
     let dump = dir.join("dump.safetensors");
-    let predict = recur()
-        .args(["predict", "--checkpoint"])
-        .arg(&ckpt)
-        .arg("--input")
-        .arg(&input)
-        .arg("--dump")
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        predict.status.success(),
-        "{}",
-        String::from_utf8_lossy(&predict.stderr)
+    succeed(
+        recur()
+            .args(["predict", "--checkpoint"])
+            .arg(&ckpt)
+            .arg("--input")
+            .arg(&input)
+            .arg("--dump")
+            .arg(&dump),
     );
     let (tensors, _) = load_tensors(&dump).unwrap();
     assert_eq!(

@@ -26,6 +26,22 @@ fn pick<E: Copy + Default + Send + Sync>(
     collect_with(n, |i| source(i).map_or(E::default(), |(t, j)| inputs[t][j]))
 }
 
+/// The one dtype all `inputs` share (there must be at least one).
+fn common_dtype(op: &'static str, inputs: &[&Tensor]) -> Result<DType> {
+    let dtype = inputs
+        .first()
+        .map(|t| t.dtype())
+        .ok_or_else(|| Error::arg(op, "needs at least one input"))?;
+    match inputs.iter().find(|t| t.dtype() != dtype) {
+        Some(t) => Err(Error::DType {
+            op,
+            expected: dtype.name(),
+            got: t.dtype(),
+        }),
+        None => Ok(dtype),
+    }
+}
+
 /// Builds a tensor of `shape` whose elements are gathered from `inputs` (all one dtype).
 fn gather(
     op: &'static str,
@@ -33,17 +49,7 @@ fn gather(
     shape: Shape,
     source: impl Fn(usize) -> Source + Sync,
 ) -> Result<Tensor> {
-    let dtype = inputs
-        .first()
-        .map(|t| t.dtype())
-        .ok_or_else(|| Error::arg(op, "needs at least one input"))?;
-    if let Some(t) = inputs.iter().find(|t| t.dtype() != dtype) {
-        return Err(Error::DType {
-            op,
-            expected: dtype.name(),
-            got: t.dtype(),
-        });
-    }
+    let dtype = common_dtype(op, inputs)?;
     let n = shape.numel();
     if dtype == DType::I32 {
         let data = inputs
@@ -110,17 +116,7 @@ struct Run {
 /// elements no run covers are zero. Slicing and joining move whole rows, so this is the fast
 /// path for them (a per-element gather spends its time on index arithmetic).
 fn copy_runs(op: &'static str, inputs: &[&Tensor], shape: Shape, runs: &[Run]) -> Result<Tensor> {
-    let dtype = inputs
-        .first()
-        .map(|t| t.dtype())
-        .ok_or_else(|| Error::arg(op, "needs at least one input"))?;
-    if let Some(t) = inputs.iter().find(|t| t.dtype() != dtype) {
-        return Err(Error::DType {
-            op,
-            expected: dtype.name(),
-            got: t.dtype(),
-        });
-    }
+    let dtype = common_dtype(op, inputs)?;
     let size = dtype.size_in_bytes();
     let mut out = vec![0u8; shape.numel() * size];
     for r in runs {
