@@ -140,22 +140,37 @@ fn one_segment(compute: Compute, arch_hrm: bool) -> SegmentGrads {
     }
 }
 
-#[test]
-fn a_training_step_on_emu_matches_the_cpu_step() {
+/// The same segment on `compute` and on the CPU reference: loss and every gradient within the
+/// f32 tolerance.
+fn check_training_step_matches_cpu(compute: impl Fn() -> Compute) {
     for hrm in [false, true] {
         let cpu = one_segment(Compute::Cpu, hrm);
-        let emu = one_segment(Compute::emu(), hrm);
-        let (loss_cpu, grads_cpu, rows_cpu) = (cpu.loss, cpu.params, cpu.puzzle_rows);
-        let (loss_emu, grads_emu, rows_emu) = (emu.loss, emu.params, emu.puzzle_rows);
+        let other = one_segment(compute(), hrm);
         assert!(
-            (loss_cpu - loss_emu).abs() <= 1e-5 * loss_cpu.abs(),
-            "loss {loss_cpu} vs {loss_emu}"
+            (cpu.loss - other.loss).abs() <= 1e-5 * cpu.loss.abs(),
+            "hrm={hrm}: loss {} vs {}",
+            cpu.loss,
+            other.loss
         );
-        for ((name, a), (_, b)) in grads_cpu.iter().zip(&grads_emu) {
+        for ((name, a), (_, b)) in cpu.params.iter().zip(&other.params) {
             let err = rel_l2(b, a);
             assert!(err < 1e-5, "hrm={hrm} {name}: relative L2 {err:.2e}");
         }
-        assert!(rel_l2(&rows_emu, &rows_cpu) < 1e-5, "puzzle rows");
+        let err = rel_l2(&other.puzzle_rows, &cpu.puzzle_rows);
+        assert!(err < 1e-5, "hrm={hrm} puzzle rows: {err:.2e}");
+    }
+}
+
+#[test]
+fn a_training_step_on_emu_matches_the_cpu_step() {
+    check_training_step_matches_cpu(Compute::emu);
+}
+
+#[test]
+fn a_training_step_on_cuda_matches_the_cpu_step() {
+    match Compute::cuda() {
+        Ok(_) => check_training_step_matches_cpu(|| Compute::cuda().unwrap()),
+        Err(e) => println!("skipped: no usable GPU ({e}); the Emu twin runs the same kernels"),
     }
 }
 
