@@ -161,16 +161,22 @@ fn check_training_step_matches_cpu(compute: impl Fn() -> Compute) {
     }
 }
 
-#[test]
-fn a_training_step_on_emu_matches_the_cpu_step() {
-    check_training_step_matches_cpu(Compute::emu);
-}
+/// A training step on the kernels equals the CPU step. Named `<test>::emu` / `<test>::cuda` like
+/// the kernel tests, so `tools/gpu-check.sh` runs the `cuda` twin on the GPU machine.
+mod training_step_matches_cpu {
+    use super::*;
 
-#[test]
-fn a_training_step_on_cuda_matches_the_cpu_step() {
-    match Compute::cuda() {
-        Ok(_) => check_training_step_matches_cpu(|| Compute::cuda().unwrap()),
-        Err(e) => println!("skipped: no usable GPU ({e}); the Emu twin runs the same kernels"),
+    #[test]
+    fn emu() {
+        check_training_step_matches_cpu(Compute::emu);
+    }
+
+    #[test]
+    fn cuda() {
+        match Compute::cuda() {
+            Ok(_) => check_training_step_matches_cpu(|| Compute::cuda().unwrap()),
+            Err(e) => println!("skipped: no usable GPU ({e}); the Emu twin runs the same kernels"),
+        }
     }
 }
 
