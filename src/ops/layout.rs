@@ -25,19 +25,20 @@ fn concat_fwd(compute: &Compute, xs: &[&Tensor], axis: isize) -> Result<Tensor> 
     }
 }
 
-/// Consecutive slices of `lens` along `axis` (the backward of `concat`).
-fn pieces(compute: &Compute, x: &Tensor, axis: isize, lens: &[usize]) -> Result<Vec<Tensor>> {
+/// The backward of `concat`: the consecutive slices of `dy` along `axis`, one per input of length
+/// `lens[i]`.
+fn concat_bwd(compute: &Compute, dy: &Tensor, axis: isize, lens: &[usize]) -> Result<Vec<Tensor>> {
     let starts = lens.iter().scan(0, |start, &len| {
         *start += len;
         Some((*start - len, len))
     });
     match compute.kernels() {
         None => starts
-            .map(|(start, len)| cpu::narrow_fwd(x, axis, start, len))
+            .map(|(start, len)| cpu::narrow_fwd(dy, axis, start, len))
             .collect(),
-        Some(dev) => on_device(dev, x, |dev, x| {
+        Some(dev) => on_device(dev, dy, |dev, dy| {
             starts
-                .map(|(start, len)| kernels::narrow_fwd(dev, &x, axis, start, len))
+                .map(|(start, len)| kernels::narrow_fwd(dev, &dy, axis, start, len))
                 .collect::<Result<Vec<_>>>()
         }),
     }
@@ -109,7 +110,7 @@ impl Tape {
         let ax = y.shape().axis("concat", axis)?;
         let lens: Vec<usize> = xs.iter().map(|v| v.dims()[ax]).collect();
         self.record("concat", y, xs, move |g| {
-            Ok(pieces(&compute, g, axis, &lens)?
+            Ok(concat_bwd(&compute, g, axis, &lens)?
                 .into_iter()
                 .map(Some)
                 .collect())

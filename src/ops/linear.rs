@@ -8,7 +8,7 @@
 //! batch item) has no kernel yet and runs on the CPU reference (`docs/dispatch.md`).
 
 use crate::device::cpu::linear as cpu;
-use crate::device::DeviceTensor;
+use crate::device::{DeviceTensor, KernelBackend};
 use crate::error::Result;
 use crate::kernels::layout::transpose_last2_fwd;
 use crate::kernels::matmul as kernels;
@@ -75,7 +75,7 @@ fn matmul_is_linear(a: &Shape, b: &Shape) -> bool {
 }
 
 /// `bᵀ` of a 2-D `b`: the `[n, k]` weight that makes `a·b` a `linear`.
-fn as_weight(dev: &dyn crate::device::KernelBackend, b: &DeviceTensor) -> Result<DeviceTensor> {
+fn as_weight(dev: &dyn KernelBackend, b: &DeviceTensor) -> Result<DeviceTensor> {
     transpose_last2_fwd(dev, b)
 }
 
