@@ -4,7 +4,8 @@
 use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs, DeviceArgs};
 use crate::cli::train::DEFAULT_PRESET;
 use crate::data::sudoku::{
-    decode_grid, parse_puzzle_string, seq_len, solve as exact_solve, vocab_size, Puzzle,
+    count_solutions, decode_grid, parse_puzzle_string, seq_len, solve as exact_solve, vocab_size,
+    Puzzle,
 };
 use crate::error::Result;
 use crate::train::evaluate;
@@ -48,10 +49,22 @@ pub fn run(args: SolveArgs) -> Result<()> {
     )?;
     let p = &predictions[0];
     println!("{}", decode_grid(&p.tokens, geometry)?);
-    let verdict = match answer {
-        None => "the puzzle has no solution (checked by the exact solver)".to_string(),
-        Some(_) if p.correct => "correct (checked by the exact solver)".to_string(),
-        Some(_) => "WRONG: differs from the exact solver's solution".to_string(),
+    // Judge the grid itself, not equality with the solver's one solution: a puzzle with
+    // several solutions can be solved correctly in more than one way.
+    let predicted = Puzzle {
+        answer: p
+            .tokens
+            .iter()
+            .map(|&t| (t - 1).clamp(0, 255) as u8)
+            .collect(),
+        ..puzzle.clone()
+    };
+    let solutions = count_solutions(&question, geometry, 2)?;
+    let verdict = match (predicted.validate(), solutions) {
+        (_, 0) => "the puzzle has no solution (checked by the exact solver)".to_string(),
+        (Ok(()), 1) => "a valid solution, the only one (checked by the exact solver)".to_string(),
+        (Ok(()), _) => "a valid solution; the puzzle has more than one".to_string(),
+        (Err(e), _) => format!("NOT a valid solution: {e}"),
     };
     println!(
         "halted at step {} of {} (the Q head's rule; evaluation ran all {}); {verdict}",
