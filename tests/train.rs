@@ -497,6 +497,43 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
         tensors["step01.logits"].to_bytes()
     );
 
+    // A malformed row stops evaluation with its file and line, unless asked to skip it.
+    let bad = dir.join("bad.csv");
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("gen,12..,1234,0\n");
+    std::fs::write(&bad, text).unwrap();
+    let strict = recur()
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!strict.status.success());
+    let stderr = String::from_utf8_lossy(&strict.stderr);
+    assert!(
+        stderr.contains("bad.csv") && stderr.contains("line 7"),
+        "{stderr}"
+    );
+    let skipping = succeed(
+        recur()
+            .args([
+                "eval",
+                "--device",
+                "cpu",
+                "--skip-malformed",
+                "--checkpoint",
+            ])
+            .arg(&ckpt)
+            .arg("--input")
+            .arg(&bad)
+            .arg("--out")
+            .arg(dir.join("eval-out")),
+    );
+    let stderr = String::from_utf8_lossy(&skipping.stderr);
+    assert!(stderr.contains("skipped 1 malformed rows of 6"), "{stderr}");
+    assert!(String::from_utf8_lossy(&skipping.stdout).contains("on 5 puzzles"));
+
     // A checkpoint that does not fit the model names every problem.
     let wrong = recur()
         .args(["eval", "--device", "cpu", "--checkpoint"])

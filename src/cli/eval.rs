@@ -2,9 +2,10 @@
 //! (accuracy after 1..=halt_max_steps supervision steps) and the distribution of halting steps,
 //! written as CSV and PNG.
 
+use crate::cli::model_args::load_puzzles;
 use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs, DeviceArgs};
 use crate::cli::train::{print_summary, DEFAULT_PRESET};
-use crate::data::sudoku::{load_csv, seq_len, vocab_size, LoadOptions};
+use crate::data::sudoku::{seq_len, vocab_size};
 use crate::error::{Error, Result};
 use crate::train::plots::{plot_depth_curve, write_depth_csv};
 use crate::train::{dataset, evaluate};
@@ -27,6 +28,9 @@ pub struct EvalArgs {
     /// checkpoint's own dataset.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Skip (and count) malformed CSV rows instead of stopping at the first.
+    #[arg(long)]
+    pub skip_malformed: bool,
     /// Score at most this many puzzles (0 = all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
@@ -40,7 +44,7 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> Result<()> {
     let (cfg, model, params) = load_checkpoint(&args.checkpoint, &args.config, DEFAULT_PRESET)?;
     let mut puzzles = match &args.input {
-        Some(path) => load_csv(path, LoadOptions::default())?.0,
+        Some(path) => load_puzzles(path, args.skip_malformed)?,
         None => dataset::build(&cfg.data)?.test,
     };
     if args.limit > 0 {

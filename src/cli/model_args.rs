@@ -157,3 +157,23 @@ impl DeviceArgs {
         }
     }
 }
+
+/// Puzzles from a Sudoku-Extreme-layout CSV; with `skip_malformed`, bad rows are skipped and
+/// their count (and the first reasons) printed, so nothing is dropped silently.
+pub fn load_puzzles(path: &Path, skip_malformed: bool) -> Result<Vec<crate::data::sudoku::Puzzle>> {
+    let opts = crate::data::sudoku::LoadOptions {
+        skip_malformed,
+        limit: None,
+    };
+    let (puzzles, report) = crate::data::sudoku::load_csv(path, opts)?;
+    if report.skipped > 0 {
+        eprintln!(
+            "{}: skipped {} malformed rows of {}; first: {}",
+            path.display(),
+            report.skipped,
+            report.rows,
+            report.first_skip_reasons.join("; ")
+        );
+    }
+    Ok(puzzles)
+}

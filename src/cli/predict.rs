@@ -4,9 +4,10 @@
 //! `final.z_L`), so the numbers can be compared with another implementation.
 
 use crate::checkpoint::save_tensors;
+use crate::cli::model_args::load_puzzles;
 use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs};
 use crate::cli::train::DEFAULT_PRESET;
-use crate::data::sudoku::{encode_batch, load_csv, seq_len, vocab_size, LoadOptions};
+use crate::data::sudoku::{encode_batch, seq_len, vocab_size};
 use crate::error::{Error, Result};
 use crate::models::{act_step, Batch, Carry, Halting, Probe};
 use crate::tape::Tape;
@@ -29,11 +30,14 @@ pub struct PredictArgs {
     pub config: ConfigArgs,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Skip (and count) malformed CSV rows instead of stopping at the first.
+    #[arg(long)]
+    pub skip_malformed: bool,
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let (cfg, model, params) = load_checkpoint(&args.checkpoint, &args.config, DEFAULT_PRESET)?;
-    let (puzzles, _) = load_csv(&args.input, LoadOptions::default())?;
+    let puzzles = load_puzzles(&args.input, args.skip_malformed)?;
     let first = puzzles.first().ok_or_else(|| {
         Error::arg(
             "predict",

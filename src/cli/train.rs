@@ -89,6 +89,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         data.meta.train_mean_givens,
         data.meta.test_mean_givens
     );
+    if data.meta.skipped_rows > 0 {
+        println!(
+            "  skipped {} malformed CSV rows (data.skip_malformed = true)",
+            data.meta.skipped_rows
+        );
+    }
     let meta_json = serde_json::to_string_pretty(&data.meta).expect("metadata serialises");
     let compute = args.device.compute()?;
     let mut trainer = Trainer::new(cfg, data, compute)?;
