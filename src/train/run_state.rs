@@ -108,7 +108,6 @@ impl Trainer {
         let live = take_prefixed(&tensors, "param.");
         let mut params = self.params.clone();
         restore_params(&mut params, &live).map_err(|e| bad(e.to_string()))?;
-        let mut optimizer_state = take_prefixed(&tensors, "adam.");
         let ema = match &self.ema {
             Some(ema) => {
                 let mut shadow = params.clone();
@@ -118,8 +117,6 @@ impl Trainer {
             }
             None => None,
         };
-        self.optimizer
-            .import_state(&params, &std::mem::take(&mut optimizer_state))?;
         let carry = match tensors.get("carry.z_H") {
             None => None,
             Some(z_h) => {
@@ -155,6 +152,10 @@ impl Trainer {
             buffers.puzzle_emb = Some(table.to_dtype(DType::F32)?);
             self.model.set_buffers(buffers)?;
         }
+        // Everything above only reads; from here the trainer changes, the optimizer first because
+        // it is the one step that can still fail (and changes nothing when it does).
+        self.optimizer
+            .import_state(&params, &take_prefixed(&tensors, "adam."))?;
         self.params = params;
         self.ema = ema;
         self.carry = carry;
