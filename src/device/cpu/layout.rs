@@ -2,29 +2,16 @@
 //! token mixing runs its RMSNorm over the sequence axis), `concat`, `narrow` (slicing the puzzle
 //! prefix off the logits) and its zero-padding backward, plus `argmax`.
 //!
-//! Every copy is a gather: each output element names the input element it comes from (or none,
-//! for zero padding). One gather routine serves every dtype, including i32 ids, and bf16 passes
-//! through f32 exactly.
+//! They move raw elements (bytes of the dtype's width), so one routine serves every dtype,
+//! including i32 ids, and bf16 is copied exactly: `concat` and `narrow` copy contiguous runs,
+//! the transpose loops over each matrix.
 
 use crate::device::cpu::collect_with;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor::{RealData, Tensor};
+use crate::tensor::Tensor;
 use crate::with_real;
-use std::borrow::Cow;
-
-/// Where one output element comes from: (input number, element index), or `None` for a zero.
-type Source = Option<(usize, usize)>;
-
-/// `out[i] = inputs[t][j]` for `source(i) = Some((t, j))`, zero for `None`.
-fn pick<E: Copy + Default + Send + Sync>(
-    inputs: &[&[E]],
-    n: usize,
-    source: &(impl Fn(usize) -> Source + Sync),
-) -> Vec<E> {
-    collect_with(n, |i| source(i).map_or(E::default(), |(t, j)| inputs[t][j]))
-}
 
 /// The one dtype all `inputs` share (there must be at least one).
 fn common_dtype(op: &'static str, inputs: &[&Tensor]) -> Result<DType> {
@@ -39,47 +26,6 @@ fn common_dtype(op: &'static str, inputs: &[&Tensor]) -> Result<DType> {
             got: t.dtype(),
         }),
         None => Ok(dtype),
-    }
-}
-
-/// Builds a tensor of `shape` whose elements are gathered from `inputs` (all one dtype).
-fn gather(
-    op: &'static str,
-    inputs: &[&Tensor],
-    shape: Shape,
-    source: impl Fn(usize) -> Source + Sync,
-) -> Result<Tensor> {
-    let dtype = common_dtype(op, inputs)?;
-    let n = shape.numel();
-    if dtype == DType::I32 {
-        let data = inputs
-            .iter()
-            .map(|t| t.i32_data(op))
-            .collect::<Result<Vec<_>>>()?;
-        return Tensor::from_vec(pick(&data, n, &source), shape);
-    }
-    let reals = inputs
-        .iter()
-        .map(|t| t.real_data(op))
-        .collect::<Result<Vec<_>>>()?;
-    if dtype == DType::F64 {
-        let data: Vec<&[f64]> = reals
-            .iter()
-            .filter_map(|r| match r {
-                RealData::F64(v) => Some(*v),
-                RealData::F32(_) => None,
-            })
-            .collect();
-        Ok(Tensor::from_real(pick(&data, n, &source), shape, dtype))
-    } else {
-        let data: Vec<&[f32]> = reals
-            .iter()
-            .filter_map(|r| match r {
-                RealData::F32(v) => Some(Cow::as_ref(v)),
-                RealData::F64(_) => None,
-            })
-            .collect();
-        Ok(Tensor::from_real(pick(&data, n, &source), shape, dtype))
     }
 }
 
@@ -129,13 +75,55 @@ fn copy_runs(op: &'static str, inputs: &[&Tensor], shape: Shape, runs: &[Run]) -
 /// Swaps the last two dimensions: `[..., a, b]` → `[..., b, a]`. It is its own backward.
 pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
     const OP: &str = "transpose_last2";
-    let (y_shape, (_, a, b)) = transposed(OP, x.shape())?;
-    gather(OP, &[x], y_shape, |e| {
-        // Output element e is (item, j < b, i < a); it reads input (item, i, j).
-        let (item, rest) = (e / (a * b), e % (a * b));
-        let (j, i) = (rest / a, rest % a);
-        Some((0, item * a * b + i * b + j))
-    })
+    let (y_shape, (items, a, b)) = transposed(OP, x.shape())?;
+    // Moved as raw elements of the dtype's width: a transpose never looks at the values, and
+    // plain loops beat the per-element index arithmetic of `gather` (TRM-MLP transposes twice
+    // per block).
+    // `as_bytes` views storage allocated as the dtype itself, so it is aligned for these casts.
+    let bytes = x.as_bytes();
+    let out: Vec<u8> = match x.dtype().size_in_bytes() {
+        2 => as_byte_vec(&transpose_items::<u16>(
+            bytemuck::cast_slice(bytes),
+            items,
+            a,
+            b,
+        )),
+        4 => as_byte_vec(&transpose_items::<u32>(
+            bytemuck::cast_slice(bytes),
+            items,
+            a,
+            b,
+        )),
+        8 => as_byte_vec(&transpose_items::<u64>(
+            bytemuck::cast_slice(bytes),
+            items,
+            a,
+            b,
+        )),
+        n => unreachable!("no dtype is {n} bytes wide"),
+    };
+    Tensor::from_bytes(&out, y_shape, x.dtype())
+}
+
+fn as_byte_vec<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+
+/// `items` row-major `[a, b]` matrices, each transposed to `[b, a]`.
+fn transpose_items<T: Copy + Default>(src: &[T], items: usize, a: usize, b: usize) -> Vec<T> {
+    let mut out = vec![T::default(); src.len()];
+    for (from, to) in src
+        .chunks_exact(a * b)
+        .zip(out.chunks_exact_mut(a * b))
+        .take(items)
+    {
+        for i in 0..a {
+            for j in 0..b {
+                to[j * a + i] = from[i * b + j];
+            }
+        }
+    }
+    out
 }
 
 /// Joins tensors along `axis`; every other dimension must agree.
