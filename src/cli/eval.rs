@@ -4,7 +4,7 @@
 
 use crate::cli::model_args::load_puzzles;
 use crate::cli::model_args::{check_task_sizes, load_checkpoint, ConfigArgs, DeviceArgs};
-use crate::cli::train::{print_summary, DEFAULT_PRESET};
+use crate::cli::train::{print_accuracy, DEFAULT_PRESET};
 use crate::data::sudoku::{seq_len, vocab_size};
 use crate::error::{Error, Result};
 use crate::train::plots::{plot_depth_curve, write_depth_csv};
@@ -94,6 +94,11 @@ pub fn run(args: EvalArgs) -> Result<()> {
     {
         println!("  step {:>2}: {n}", k + 1);
     }
-    print_summary(&report, 0, 0.0, started.elapsed().as_secs_f64(), &dir);
+    print_accuracy(&report);
+    println!(
+        "evaluated in {:.1} s; wrote {}/depth.csv and depth.png",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
     Ok(())
 }

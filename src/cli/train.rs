@@ -261,7 +261,8 @@ fn write_eval(
     metrics.write(&record)
 }
 
-pub fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64, dir: &Path) {
+/// The depth curve and the final accuracy, as `train` and `eval` both print them.
+pub fn print_accuracy(report: &EvalReport) {
     println!("depth curve (exact accuracy after k supervision steps):");
     let cells: Vec<String> = report
         .exact_by_step
@@ -271,12 +272,17 @@ pub fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64,
         .collect();
     println!("  {}", cells.join("  "));
     println!(
-        "held-out exact accuracy {:.2}% (token {:.2}%) on {} puzzles, after {step} steps in {train_s:.0} s of training ({total_s:.0} s in all); mean halting step {:.2}",
+        "held-out exact accuracy {:.2}% (token {:.2}%) on {} puzzles; mean halting step {:.2}",
         100.0 * report.exact_accuracy(),
         100.0 * report.token_accuracy(),
         report.puzzles,
         report.mean_halt_step()
     );
+}
+
+fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64, dir: &Path) {
+    print_accuracy(report);
+    println!("after {step} steps in {train_s:.0} s of training ({total_s:.0} s in all)");
     println!(
         "files: {}/{{model.safetensors, metrics.jsonl, curves.png, depth.csv, depth.png}}",
         dir.display()
