@@ -188,11 +188,7 @@ pub fn act_step(
             let q_halt = output.q_halt.value().to_vec_f32()?;
             let q_cont = output.q_continue.value().to_vec_f32()?;
             for slot in 0..b {
-                let wants_halt = if cfg.no_ACT_continue {
-                    q_halt[slot] > 0.0
-                } else {
-                    q_halt[slot] > q_cont[slot]
-                };
+                let wants_halt = cfg.q_head_halts(q_halt[slot], q_cont[slot]);
                 let min_halt = explore.min_halt_steps(slot, cfg.halt_exploration_prob, max_steps);
                 halted[slot] = (halted[slot] || wants_halt) && steps[slot] >= min_halt;
             }

@@ -124,6 +124,17 @@ impl ModelConfig {
         }
     }
 
+    /// Whether the Q head asks to halt: TRM's rule (`no_ACT_continue`) is `q_halt > 0`, HRM's is
+    /// `q_halt > q_continue`. Training halts on it (subject to exploration); evaluation only
+    /// records where it would have.
+    pub fn q_head_halts(&self, q_halt: f32, q_continue: f32) -> bool {
+        if self.no_ACT_continue {
+            q_halt > 0.0
+        } else {
+            q_halt > q_continue
+        }
+    }
+
     /// Positions the reasoning modules see: prefix plus tokens.
     pub fn total_len(&self) -> usize {
         self.prefix_len() + self.seq_len

@@ -99,11 +99,7 @@ pub fn evaluate(
             let q_halt = step.output.q_halt.value().to_vec_f32()?;
             let q_cont = step.output.q_continue.value().to_vec_f32()?;
             for (i, slot) in halt_step.iter_mut().enumerate() {
-                let fires = if cfg.no_ACT_continue {
-                    q_halt[i] > 0.0
-                } else {
-                    q_halt[i] > q_cont[i]
-                };
+                let fires = cfg.q_head_halts(q_halt[i], q_cont[i]);
                 if slot.is_none() && (fires || k + 1 == steps) {
                     *slot = Some(k + 1);
                 }

@@ -3,7 +3,7 @@
 //! flight), the data-stream position and the exploration counter. One safetensors file, written
 //! atomically, with the counters in its metadata.
 
-use crate::checkpoint::{load_tensors, save_tensors};
+use crate::checkpoint::{load_into_params, load_tensors, params_to_tensors, save_tensors};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::models::{Batch, Carry, Exploration};
@@ -58,7 +58,7 @@ impl Trainer {
         tensors.extend(prefixed("param.", params_map(&self.params)));
         tensors.extend(prefixed("adam.", self.optimizer.export_state(&self.params)));
         if let Some(ema) = &self.ema {
-            tensors.extend(prefixed("ema.", params_map(ema.shadow())));
+            tensors.extend(prefixed("ema.", params_to_tensors(ema.shadow())));
         }
         if let Some(table) = &self.model.buffers.puzzle_emb {
             tensors.insert("puzzle_emb.weights".into(), table.clone());
@@ -107,11 +107,11 @@ impl Trainer {
         }
         let live = take_prefixed(&tensors, "param.");
         let mut params = self.params.clone();
-        restore_params(&mut params, &live).map_err(|e| bad(e.to_string()))?;
+        load_into_params(&mut params, &live, true).map_err(|e| bad(e.to_string()))?;
         let ema = match &self.ema {
             Some(ema) => {
                 let mut shadow = params.clone();
-                restore_params(&mut shadow, &take_prefixed(&tensors, "ema."))
+                load_into_params(&mut shadow, &take_prefixed(&tensors, "ema."), true)
                     .map_err(|e| bad(format!("EMA: {e}")))?;
                 Some(Ema::from_shadow(&params, shadow, ema.decay())?)
             }
@@ -170,39 +170,4 @@ impl Trainer {
         self.elapsed_before_s = counters.elapsed_s;
         Ok(())
     }
-}
-
-/// Overwrites every parameter's value from `saved` (exact names, shapes and dtypes).
-fn restore_params(params: &mut Params, saved: &BTreeMap<String, Tensor>) -> Result<()> {
-    if saved.len() != params.len() {
-        return Err(Error::arg(
-            "resume",
-            format!(
-                "{} saved tensors for {} parameters",
-                saved.len(),
-                params.len()
-            ),
-        ));
-    }
-    for p in params.iter_mut() {
-        let t = saved
-            .get(&p.name)
-            .ok_or_else(|| Error::arg("resume", format!("{} is missing", p.name)))?;
-        if t.shape() != p.value.shape() || t.dtype() != p.value.dtype() {
-            return Err(Error::shape(
-                "resume",
-                format!(
-                    "{} is {} {}, expected {} {}",
-                    p.name,
-                    t.dtype(),
-                    t.shape(),
-                    p.value.dtype(),
-                    p.value.shape()
-                ),
-            ));
-        }
-        p.value = t.clone();
-        p.grad = None;
-    }
-    Ok(())
 }
