@@ -3,7 +3,6 @@
 //! Q-continue loss, `total = lm + 0.5·(q_halt + q_continue)`, and the metrics, which count only
 //! sequences that halted in this segment.
 
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::models::act::ActStep;
 use crate::tape::{Tape, Var};
@@ -140,7 +139,6 @@ pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
         metrics.q_halt_accuracy += ((q_halt_logits[i] >= 0.0) == seq_correct[i]) as u8 as f64;
         metrics.steps += carry.steps[i] as f64;
     }
-    debug_assert_eq!(total.dtype(), DType::F32);
     Ok(ActLoss {
         lm_loss: lm.value().item()?,
         q_halt_loss: q_halt.value().item()?,
