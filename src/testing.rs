@@ -157,9 +157,27 @@ impl GradCheck {
     }
 }
 
+/// Whether `RECUR_REQUIRE_CUDA` (its value, if set) asks that a `::cuda` twin fail instead of
+/// skipping: only `1` does. The GPU runner (tools/gpu_run.py) sets it, so a GPU that cannot be
+/// used shows up as failures there instead of as silently skipped tests.
+pub fn cuda_required(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim() == "1")
+}
+
+/// What a `::cuda` twin does when it cannot run (`reason`: no GPU, no NVRTC, no cuBLASLt, ...):
+/// prints `skipping <test>::cuda: <reason>` (the line the GPU runner counts), or panics with the
+/// reason under `RECUR_REQUIRE_CUDA=1`. `test` is the twin's module path (`module_path!()`).
+pub fn skip_cuda(test: &str, reason: impl std::fmt::Display) {
+    if cuda_required(std::env::var("RECUR_REQUIRE_CUDA").ok().as_deref()) {
+        panic!("RECUR_REQUIRE_CUDA=1 but {test}::cuda cannot run: {reason}");
+    }
+    eprintln!("skipping {test}::cuda: {reason}");
+}
+
 /// Defines one kernel test, run on every backend: `<name>::emu` on the CPU emulator (always) and
-/// `<name>::cuda` on a GPU (skipped with a printed reason when there is none). `cargo test emu`
-/// selects the emulator runs. The body is a function `fn(&dyn KernelBackend)`.
+/// `<name>::cuda` on a GPU (skipped with a printed reason when there is none, a failure under
+/// `RECUR_REQUIRE_CUDA=1`: [`skip_cuda`]). `cargo test emu` selects the emulator runs. The body
+/// is a function `fn(&dyn KernelBackend)`.
 #[macro_export]
 macro_rules! kernel_test {
     ($name:ident, $body:path) => {
@@ -177,9 +195,30 @@ macro_rules! kernel_test {
             fn cuda() {
                 match $crate::device::cuda::Cuda::new(0) {
                     Ok(dev) => $body(&dev),
-                    Err(e) => eprintln!("skipping {}::cuda: {e}", module_path!()),
+                    Err(e) => $crate::testing::skip_cuda(module_path!(), e),
                 }
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_require_cuda_1_turns_a_skip_into_a_failure() {
+        assert!(cuda_required(Some("1")));
+        assert!(cuda_required(Some(" 1\n")));
+        for value in [
+            None,
+            Some(""),
+            Some("0"),
+            Some("yes"),
+            Some("true"),
+            Some("10"),
+        ] {
+            assert!(!cuda_required(value), "{value:?}");
+        }
+    }
 }

@@ -93,7 +93,7 @@ macro_rules! on_every_backend {
             fn cuda() {
                 match Cuda::new(0) {
                     Ok(gpu) => $body(&Recording::new(Box::new(gpu))),
-                    Err(e) => eprintln!("skipping {}::cuda: {e}", module_path!()),
+                    Err(e) => recur::testing::skip_cuda(module_path!(), e),
                 }
             }
         }

@@ -941,14 +941,14 @@ fn gpu_with_cublaslt(test: &str) -> Option<(Cuda, CublasLt)> {
     let cuda = match Cuda::new(0) {
         Ok(cuda) => cuda,
         Err(e) => {
-            eprintln!("skipping {test}::cuda: {e}");
+            recur::testing::skip_cuda(test, e);
             return None;
         }
     };
     match CublasLt::new(&cuda) {
         Ok(lt) => Some((cuda, lt)),
         Err(e) => {
-            eprintln!("skipping {test}::cuda: {e}");
+            recur::testing::skip_cuda(test, e);
             None
         }
     }

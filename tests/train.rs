@@ -175,7 +175,7 @@ mod training_step_matches_cpu {
     fn cuda() {
         match Compute::cuda() {
             Ok(_) => check_training_step_matches_cpu(|| Compute::cuda().unwrap()),
-            Err(e) => println!("skipped: no usable GPU ({e}); the Emu twin runs the same kernels"),
+            Err(e) => recur::testing::skip_cuda(module_path!(), e),
         }
     }
 }
