@@ -41,6 +41,9 @@ export RECUR_NVRTC_DIR
 # CI must never skip the kernel gate silently.
 export RECUR_REQUIRE_NVRTC=1
 
+echo "== GPU runner: phases, time limits, a fake stage (tools/test_gpu_run.py, seconds)"
+python3 tools/test_gpu_run.py
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
