@@ -144,7 +144,7 @@ class Runner:
 
     def say(self, line):
         """A progress line: to stdout (the device tool's output tail) and nowhere else."""
-        print(f"[t+{self.t():3d}s] {line}", flush=True)
+        emit(f"[t+{self.t():3d}s] {line}")
 
     def left(self, keep=0):
         """Seconds until the phase (or the whole budget) ends, less `keep` held back."""
@@ -157,7 +157,7 @@ class Runner:
         limit = int(min(limit, self.left(keep)))
         shown = self.pretty(cmd)
         if self.dry_run:
-            print(f"  would run (limit {limit:3d} s): {shown}", flush=True)
+            emit(f"  would run (limit {limit:3d} s): {shown}")
             return None, 0.0, ""
         if limit < 3:
             raise Stop(f"no time left for: {shown}")
@@ -219,7 +219,7 @@ class Runner:
         self.note("")
         self.note(f"_started at t+{self.t()} s, {shown}, {int(self.deadline - now)} s left in the budget_")
         self.note("")
-        self.say(f"phase {index} {key} ({shown})")
+        self.say(f"phase {index} {key} ({shown}): {title}")
         try:
             outcome = body()
         except Stop as e:
@@ -267,7 +267,7 @@ class Runner:
                 raise Stop(f"test binary {name} does not run here: {err}")
             self.cuda_tests[name] = found
             if self.dry_run:
-                print(f"  {name}: {len(found)} cuda tests", flush=True)
+                emit(f"  {name}: {len(found)} cuda tests")
         self.find_libraries()
         self.env["RECUR_PTX_CACHE"] = os.path.join(self.work, "ptx-cache")
         self.env["RECUR_REQUIRE_CUDA"] = "1"
@@ -395,7 +395,7 @@ class Runner:
                 why = "not staged (no such test binary, or no ::cuda test in it)"
                 self.note(f"- {b}: {why}")
                 if self.dry_run:
-                    print(f"  {b}: {why}", flush=True)
+                    emit(f"  {b}: {why}")
         if not present:
             return "no resident or graph tests yet"
         return self.test_binaries(present, "result")
@@ -421,7 +421,7 @@ class Runner:
             line = "recur profile: absent in this build (`recur profile --help` failed); not run"
             self.note(f"- {line}")
             if self.dry_run:
-                print(f"  {line}", flush=True)
+                emit(f"  {line}")
         else:
             modes = [("eager", ["--graph", "off"]), ("graph", ["--graph", "on"])]
             if "--graph" not in has_profile.stdout:
@@ -519,9 +519,6 @@ class Runner:
         bodies = {"preflight": self.preflight, "kernels": self.kernels, "resident": self.resident,
                   "timings": self.timings, "sanitizer": self.sanitizer_phase}
         for index, (key, title, limit) in enumerate(PHASES, 1):
-            if self.dry_run:
-                print(f"phase {index} {key} ({'limit %d s' % limit if limit else 'the rest'}): {title}",
-                      flush=True)
             if time.monotonic() >= self.deadline:
                 self.note("")
                 self.note(f"## {index}. {title}")
@@ -567,6 +564,14 @@ class Runner:
 
 
 # --- helpers --------------------------------------------------------------------------------
+def emit(line):
+    """Prints a progress line; a closed stdout (`| head`) must not stop the run or its report."""
+    try:
+        print(line, flush=True)
+    except OSError:
+        pass
+
+
 def ordered(names):
     known = [b for b in PRIORITY if b in names]
     return known + sorted(b for b in names if b not in PRIORITY)

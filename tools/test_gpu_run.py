@@ -186,7 +186,7 @@ class FakeStage(unittest.TestCase):
         self.assertLess(elapsed, 10)
         self.assertIn("kernels_copy: 1 cuda tests", proc.stdout)
         self.assertRegex(proc.stdout, r"would run \(limit +\d+ s\): .*kernels_copy --exact copy::cuda")
-        order = re.findall(r"^phase \d (\w+)", proc.stdout, re.M)
+        order = re.findall(r"\] phase \d (\w+) ", proc.stdout)
         self.assertEqual(order, ORDER, proc.stdout)
 
 
