@@ -52,3 +52,14 @@ __device__ void scale_fwd_impl(const T* __restrict__ a, T* __restrict__ y, long 
 }
 #define SCALE_PARAMS(T) (const T* __restrict__ a, T* __restrict__ y, long long n, float s)
 STAMP_F32_BF16(scale_fwd, ELEMENTWISE_THREADS, SCALE_PARAMS, (a, y, n, s))
+
+// y = x converted between storage types (f32 → bf16 rounds to nearest even, as the reference's
+// `Tensor::to_dtype` does; bf16 → f32 is exact). Named by the input's storage type.
+extern "C" __global__ void __launch_bounds__(ELEMENTWISE_THREADS)
+cast_to_bf16_f32(const float* __restrict__ x, bf16* __restrict__ y, long long n) {
+    for (long long i = global_thread_index(); i < n; i += grid_stride()) store_f32(y, i, x[i]);
+}
+extern "C" __global__ void __launch_bounds__(ELEMENTWISE_THREADS)
+cast_to_f32_bf16(const bf16* __restrict__ x, float* __restrict__ y, long long n) {
+    for (long long i = global_thread_index(); i < n; i += grid_stride()) y[i] = load_f32(x, i);
+}

@@ -30,6 +30,10 @@ pub enum Error {
     #[error("{backend}: {msg}")]
     Device { backend: &'static str, msg: String },
 
+    /// Host data was asked of a tensor that lives on a device. Moves are explicit (`to_host`).
+    #[error("{op}: the tensor lives on {location}; copy it with to_host() first")]
+    NotOnHost { op: &'static str, location: String },
+
     #[error("{path}: {source}")]
     Io {
         path: String,

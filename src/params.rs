@@ -1,8 +1,8 @@
 //! Named parameters. Names are the official PyTorch state-dict names (`L_level.layers.0.mlp.
 //! gate_up_proj.weight`, ...), so checkpoints map one to one.
 
+use crate::device::compute::Compute;
 use crate::error::{Error, Result};
-use crate::tape::Gradients;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -87,14 +87,29 @@ impl Params {
         }
     }
 
-    /// Adds the gradients of one backward pass to the accumulated ones.
-    pub fn accumulate(&mut self, grads: &Gradients) -> Result<()> {
-        for (id, g) in grads.param_grads() {
+    /// Moves every accumulated gradient to the host (a download each for device gradients).
+    pub fn grads_to_host(&mut self) -> Result<()> {
+        for p in &mut self.list {
+            if let Some(g) = &p.grad {
+                p.grad = Some(g.to_host()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the gradients of one backward pass (`Gradients::param_grads`) to the accumulated
+    /// ones, on `compute` (where the gradients live).
+    pub fn accumulate<'a>(
+        &mut self,
+        compute: &Compute,
+        grads: impl IntoIterator<Item = (ParamId, &'a Tensor)>,
+    ) -> Result<()> {
+        for (id, g) in grads {
             let p = &mut self.list[id.0];
             p.value.shape().expect_eq("Params::accumulate", g.shape())?;
             p.grad = Some(match p.grad.take() {
                 None => g.clone(),
-                Some(acc) => crate::device::cpu::elementwise::add_tensors(&acc, g)?,
+                Some(acc) => compute.add(&acc, g)?,
             });
         }
         Ok(())

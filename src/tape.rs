@@ -10,9 +10,9 @@
 //! - The tape owns a `Compute`: where its ops (forward and backward) run, the CPU reference or a
 //!   kernel backend (`ops::dispatch`, `docs/dispatch.md`).
 
+pub use crate::device::compute::Compute;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-pub use crate::ops::dispatch::Compute;
 use crate::params::{ParamId, Params};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -230,7 +230,7 @@ impl Tape {
         };
         let state = self.state.borrow();
         let mut grads: Vec<Option<Tensor>> = vec![None; state.n_slots];
-        grads[slot.index] = Some(Tensor::ones(loss.shape().clone(), loss.dtype()));
+        grads[slot.index] = Some(self.compute.ones(loss.shape(), loss.dtype())?);
         for rec in state.records.iter().rev() {
             let Some(g) = grads[rec.output].take() else {
                 continue;
@@ -257,7 +257,7 @@ impl Tape {
                 }
                 grads[*slot] = Some(match grads[*slot].take() {
                     None => grad,
-                    Some(acc) => crate::device::cpu::elementwise::add_tensors(&acc, &grad)?,
+                    Some(acc) => self.compute.add(&acc, &grad)?,
                 });
             }
         }

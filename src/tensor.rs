@@ -1,8 +1,15 @@
-//! `Tensor`: a shape, a dtype and contiguous row-major storage on a device.
+//! `Tensor`: a shape, a dtype and contiguous row-major storage on the host or on a kernel
+//! backend's device.
 //!
-//! Storage is reference counted, so clones and reshapes are free; in-place updates (optimizers)
-//! copy on write. Only the CPU exists in this layer so far; device backends add storage kinds.
+//! Storage is reference counted and a tensor is a window (an element offset and a shape) into it,
+//! so clones, reshapes and views into a larger buffer (an arena) are free. Host tensors update in
+//! place by copy on write.
+//!
+//! Moves between host and device are explicit: `to_host()` downloads, `to_device(..)` uploads
+//! (both go through the backend, which a counting wrapper can count). Asking a device tensor for
+//! its host data is an `Error::NotOnHost` that says where it lives, never a hidden download.
 
+use crate::device::backend::{DeviceBuffer, KernelBackend};
 use crate::dtype::{DType, Real};
 use crate::error::{Error, Result};
 use crate::rng;
@@ -16,6 +23,8 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Device {
     Cpu,
+    /// The device memory of a kernel backend (Emu, Cuda or a wrapper of them).
+    Kernels,
 }
 
 /// Host memory of one dtype.
@@ -63,13 +72,48 @@ impl HostElem for i32 {
     }
 }
 
+/// What a tensor's window looks into.
+enum Storage {
+    Host(HostData),
+    Device(Resident),
+}
+
+/// Device memory and the backend that owns it (the only one that can read it).
+struct Resident {
+    buf: DeviceBuffer,
+    backend: Arc<dyn KernelBackend>,
+}
+
 #[derive(Clone)]
 pub struct Tensor {
     shape: Shape,
-    data: Arc<HostData>,
+    dtype: DType,
+    /// First element of this tensor in its storage.
+    offset: usize,
+    storage: Arc<Storage>,
 }
 
 impl HostData {
+    fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::BF16(v) => v.len(),
+            HostData::F64(v) => v.len(),
+            HostData::I32(v) => v.len(),
+        }
+    }
+
+    /// Elements `[start, start + len)` as a new owned block.
+    fn slice(&self, start: usize, len: usize) -> HostData {
+        let r = start..start + len;
+        match self {
+            HostData::F32(v) => HostData::F32(v[r].to_vec()),
+            HostData::BF16(v) => HostData::BF16(v[r].to_vec()),
+            HostData::F64(v) => HostData::F64(v[r].to_vec()),
+            HostData::I32(v) => HostData::I32(v[r].to_vec()),
+        }
+    }
+
     fn dtype(&self) -> DType {
         match self {
             HostData::F32(_) => DType::F32,
@@ -92,10 +136,7 @@ impl Tensor {
                 format!("{} elements for shape {shape}", data.len()),
             ));
         }
-        Ok(Tensor {
-            shape,
-            data: Arc::new(T::into_host(data)),
-        })
+        Ok(Tensor::host(T::into_host(data), shape))
     }
 
     /// Wraps data computed in `T` (f32 or f64), narrowing to `dtype` when that is bf16 or widening
@@ -119,10 +160,7 @@ impl Tensor {
             (_, DType::F64) => HostData::F64(data.iter().map(|x| x.f64()).collect()),
             (_, DType::I32) => panic!("from_real cannot produce an integer tensor"),
         };
-        Tensor {
-            shape,
-            data: Arc::new(data),
-        }
+        Tensor::host(data, shape)
     }
 
     pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Tensor {
@@ -142,10 +180,7 @@ impl Tensor {
             DType::F64 => HostData::F64(vec![value; n]),
             DType::I32 => HostData::I32(vec![value as i32; n]),
         };
-        Tensor {
-            shape,
-            data: Arc::new(data),
-        }
+        Tensor::host(data, shape)
     }
 
     pub fn scalar(value: f64, dtype: DType) -> Tensor {
@@ -192,19 +227,144 @@ impl Tensor {
         self.shape.numel()
     }
     pub fn dtype(&self) -> DType {
-        self.data.dtype()
+        self.dtype
     }
     pub fn device(&self) -> Device {
-        Device::Cpu
+        match &*self.storage {
+            Storage::Host(_) => Device::Cpu,
+            Storage::Device(_) => Device::Kernels,
+        }
+    }
+    pub fn is_on_host(&self) -> bool {
+        self.device() == Device::Cpu
+    }
+    /// Where the data lives, in words: "host", or the backend's name ("emu (fibers)", ...).
+    pub fn location(&self) -> String {
+        match &*self.storage {
+            Storage::Host(_) => "host".to_string(),
+            Storage::Device(r) => r.backend.name(),
+        }
     }
     /// How many tensors share this storage (clones, reshapes, values held by a tape). Lets tests
     /// check that a dropped tape really released what it held.
     pub fn storage_refs(&self) -> usize {
-        Arc::strong_count(&self.data)
+        Arc::strong_count(&self.storage)
     }
     /// True when both tensors share the same storage (a clone or a reshape of each other).
     pub fn same_storage(&self, other: &Tensor) -> bool {
-        Arc::ptr_eq(&self.data, &other.data)
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    // ---- host and device ------------------------------------------------------------------
+
+    fn host(data: HostData, shape: Shape) -> Tensor {
+        Tensor {
+            dtype: data.dtype(),
+            offset: 0,
+            storage: Arc::new(Storage::Host(data)),
+            shape,
+        }
+    }
+
+    /// A device tensor over `buf` (which must hold `shape` × `dtype` bytes), owned by `backend`.
+    pub fn from_device(
+        buf: DeviceBuffer,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        backend: Arc<dyn KernelBackend>,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        let want = shape.numel() * dtype.size_in_bytes();
+        if buf.len_bytes() != want {
+            return Err(Error::shape(
+                "Tensor::from_device",
+                format!("{} bytes for {dtype} shape {shape}", buf.len_bytes()),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            dtype,
+            offset: 0,
+            storage: Arc::new(Storage::Device(Resident { buf, backend })),
+        })
+    }
+
+    /// The host data of this tensor's storage, or where it lives instead.
+    fn host_storage(&self, op: &'static str) -> Result<&HostData> {
+        match &*self.storage {
+            Storage::Host(data) => Ok(data),
+            Storage::Device(r) => Err(Error::NotOnHost {
+                op,
+                location: r.backend.name(),
+            }),
+        }
+    }
+
+    /// The element range of this window in its storage.
+    fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.numel()
+    }
+
+    /// This tensor's device memory (a view of its storage) and the backend that owns it, or
+    /// `None` for a host tensor.
+    pub fn device_buffer(&self) -> Option<(DeviceBuffer, &Arc<dyn KernelBackend>)> {
+        match &*self.storage {
+            Storage::Host(_) => None,
+            Storage::Device(r) => {
+                let size = self.dtype.size_in_bytes();
+                let view = r
+                    .buf
+                    .view(self.offset * size, self.numel() * size)
+                    .expect("a tensor's window lies inside its storage");
+                Some((view, &r.backend))
+            }
+        }
+    }
+
+    /// A copy on the host (a download for a device tensor; a free clone for a host tensor).
+    pub fn to_host(&self) -> Result<Tensor> {
+        match self.device_buffer() {
+            None => Ok(self.clone()),
+            Some((buf, backend)) => {
+                let bytes = backend.download(&buf)?;
+                Tensor::from_bytes(&bytes, self.shape.clone(), self.dtype)
+            }
+        }
+    }
+
+    /// A copy in `backend`'s device memory (one upload for a host tensor). A tensor already on a
+    /// device is returned as it is: moving between devices is not supported, and a launch on the
+    /// wrong backend is an error naming the argument.
+    pub fn to_device(&self, backend: &Arc<dyn KernelBackend>) -> Result<Tensor> {
+        match &*self.storage {
+            Storage::Device(_) => Ok(self.clone()),
+            Storage::Host(_) => {
+                let buf = backend.upload(self.as_bytes()?)?;
+                Tensor::from_device(buf, self.shape.clone(), self.dtype, backend.clone())
+            }
+        }
+    }
+
+    /// `shape` elements starting at element `offset` of this tensor's data, sharing the storage
+    /// (free on the host and on a device): how parameters and gradients view their arenas.
+    pub fn view(&self, offset: usize, shape: impl Into<Shape>) -> Result<Tensor> {
+        let shape = shape.into();
+        if offset + shape.numel() > self.numel() {
+            return Err(Error::shape(
+                "Tensor::view",
+                format!(
+                    "{} elements at offset {offset} of a tensor of shape {}",
+                    shape.numel(),
+                    self.shape
+                ),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            dtype: self.dtype,
+            offset: self.offset + offset,
+            storage: self.storage.clone(),
+        })
     }
 
     // ---- views and conversion -------------------------------------------------------------
@@ -220,7 +380,7 @@ impl Tensor {
         }
         Ok(Tensor {
             shape,
-            data: self.data.clone(),
+            ..self.clone()
         })
     }
 
@@ -242,10 +402,13 @@ impl Tensor {
 
     /// The data as the type the CPU computes in. Errors for integer tensors.
     pub fn real_data(&self, op: &'static str) -> Result<RealData<'_>> {
-        Ok(match &*self.data {
-            HostData::F32(v) => RealData::F32(Cow::Borrowed(v)),
-            HostData::BF16(v) => RealData::F32(Cow::Owned(v.iter().map(|x| x.to_f32()).collect())),
-            HostData::F64(v) => RealData::F64(v),
+        let r = self.range();
+        Ok(match self.host_storage(op)? {
+            HostData::F32(v) => RealData::F32(Cow::Borrowed(&v[r])),
+            HostData::BF16(v) => {
+                RealData::F32(Cow::Owned(v[r].iter().map(|x| x.to_f32()).collect()))
+            }
+            HostData::F64(v) => RealData::F64(&v[r]),
             HostData::I32(_) => {
                 return Err(Error::DType {
                     op,
@@ -258,8 +421,9 @@ impl Tensor {
 
     /// Integer data (token ids, labels, indices).
     pub fn i32_data(&self, op: &'static str) -> Result<&[i32]> {
-        match &*self.data {
-            HostData::I32(v) => Ok(v),
+        let r = self.range();
+        match self.host_storage(op)? {
+            HostData::I32(v) => Ok(&v[r]),
             other => Err(Error::DType {
                 op,
                 expected: "i32",
@@ -269,10 +433,21 @@ impl Tensor {
     }
 
     /// Mutable f32 or f64 data for in-place updates (optimizers). Copies first if the storage is
-    /// shared. Errors for bf16 and i32, which are never updated in place.
+    /// shared or larger than this window. Errors for bf16 and i32, which are never updated in
+    /// place, and for device tensors.
     pub fn real_data_mut(&mut self, op: &'static str) -> Result<RealDataMut<'_>> {
         let got = self.dtype();
-        match Arc::make_mut(&mut self.data) {
+        let data = self.host_storage(op)?;
+        let whole = self.offset == 0 && data.len() == self.numel();
+        if !whole || Arc::get_mut(&mut self.storage).is_none() {
+            let own = self.host_storage(op)?.slice(self.offset, self.numel());
+            self.storage = Arc::new(Storage::Host(own));
+            self.offset = 0;
+        }
+        let Some(Storage::Host(data)) = Arc::get_mut(&mut self.storage) else {
+            unreachable!("the storage was made unique and on the host above")
+        };
+        match data {
             HostData::F32(v) => Ok(RealDataMut::F32(v)),
             HostData::F64(v) => Ok(RealDataMut::F64(v)),
             _ => Err(Error::DType {
@@ -283,19 +458,20 @@ impl Tensor {
         }
     }
 
-    /// The raw little-endian bytes of the storage, as a device copy needs them.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        self.as_bytes().to_vec()
+    /// The raw little-endian bytes of a host tensor, as a device copy or a file needs them.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        Ok(self.as_bytes()?.to_vec())
     }
 
-    /// The storage as little-endian bytes, without a copy.
-    pub fn as_bytes(&self) -> &[u8] {
-        match &*self.data {
-            HostData::F32(v) => bytemuck::cast_slice(v),
-            HostData::BF16(v) => bytemuck::cast_slice(v),
-            HostData::F64(v) => bytemuck::cast_slice(v),
-            HostData::I32(v) => bytemuck::cast_slice(v),
-        }
+    /// A host tensor's data as little-endian bytes, without a copy.
+    pub fn as_bytes(&self) -> Result<&[u8]> {
+        let r = self.range();
+        Ok(match self.host_storage("as_bytes")? {
+            HostData::F32(v) => bytemuck::cast_slice(&v[r]),
+            HostData::BF16(v) => bytemuck::cast_slice(&v[r]),
+            HostData::F64(v) => bytemuck::cast_slice(&v[r]),
+            HostData::I32(v) => bytemuck::cast_slice(&v[r]),
+        })
     }
 
     /// A tensor from raw bytes of `dtype` (the inverse of `to_bytes`).
@@ -314,10 +490,7 @@ impl Tensor {
             DType::F64 => HostData::F64(bytemuck::pod_collect_to_vec(bytes)),
             DType::I32 => HostData::I32(bytemuck::pod_collect_to_vec(bytes)),
         };
-        Ok(Tensor {
-            shape,
-            data: Arc::new(data),
-        })
+        Ok(Tensor::host(data, shape))
     }
 
     /// Copies to a host Vec of f32 (bf16 and f64 converted). Errors for integer tensors.
@@ -348,8 +521,8 @@ impl Tensor {
                 format!("expected one element, got shape {}", self.shape),
             ));
         }
-        Ok(match &*self.data {
-            HostData::I32(v) => v[0] as f64,
+        Ok(match self.dtype {
+            DType::I32 => self.i32_data("item")?[0] as f64,
             _ => self.to_vec_f64()?[0],
         })
     }
@@ -380,8 +553,15 @@ impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Tensor({}, {}", self.shape, self.dtype())?;
         let n = self.numel().min(8);
-        match &*self.data {
-            HostData::I32(v) => write!(f, ", {:?}", &v[..n])?,
+        if !self.is_on_host() {
+            return write!(f, ", on {})", self.location());
+        }
+        match self.dtype {
+            DType::I32 => write!(
+                f,
+                ", {:?}",
+                &self.i32_data("Debug").unwrap_or_default()[..n]
+            )?,
             _ => {
                 let v = self.to_vec_f64().unwrap_or_default();
                 write!(f, ", {:?}", &v[..n])?

@@ -74,7 +74,11 @@ fn assert_same_tensors(got: &BTreeMap<String, Tensor>, want: &BTreeMap<String, T
         let g = &got[name];
         assert_eq!(g.dtype(), w.dtype(), "{name}");
         assert_eq!(g.dims(), w.dims(), "{name}");
-        assert_eq!(g.to_bytes(), w.to_bytes(), "{name}: bits differ");
+        assert_eq!(
+            g.to_bytes().unwrap(),
+            w.to_bytes().unwrap(),
+            "{name}: bits differ"
+        );
     }
 }
 
@@ -200,7 +204,11 @@ fn saved_file_follows_the_safetensors_format() {
         let start = entry["data_offsets"][0].as_u64().unwrap() as usize;
         let end = entry["data_offsets"][1].as_u64().unwrap() as usize;
         assert_eq!(start % t.dtype().size_in_bytes(), 0, "{name} misaligned");
-        assert_eq!(&data[start..end], t.to_bytes().as_slice(), "{name}");
+        assert_eq!(
+            &data[start..end],
+            t.to_bytes().unwrap().as_slice(),
+            "{name}"
+        );
         covered += end - start;
     }
     assert_eq!(covered, data.len(), "data section has bytes no tensor owns");
@@ -552,15 +560,18 @@ fn load_into_params_converts_and_returns_buffers() {
         summary.buffers.keys().collect::<Vec<_>>(),
         vec!["H_init", "ema_step", "puzzle_emb.weights"]
     );
-    assert_eq!(summary.buffers["H_init"].to_bytes(), h_init.to_bytes());
+    assert_eq!(
+        summary.buffers["H_init"].to_bytes().unwrap(),
+        h_init.to_bytes().unwrap()
+    );
     assert_eq!(
         summary.buffers["H_init"].dtype(),
         DType::BF16,
         "buffers keep their dtype"
     );
     assert_eq!(
-        summary.buffers["puzzle_emb.weights"].to_bytes(),
-        puzzle.to_bytes()
+        summary.buffers["puzzle_emb.weights"].to_bytes().unwrap(),
+        puzzle.to_bytes().unwrap()
     );
 
     for p in target.iter() {
@@ -690,7 +701,12 @@ fn golden_weights_load_strictly_into_the_small_model() {
     );
     for p in params.iter() {
         let stored = &tensors[&format!("model.inner.{}", p.name)];
-        assert_eq!(p.value.to_bytes(), stored.to_bytes(), "{}", p.name);
+        assert_eq!(
+            p.value.to_bytes().unwrap(),
+            stored.to_bytes().unwrap(),
+            "{}",
+            p.name
+        );
     }
 
     // Saved by us and loaded again, the fixture's weights are bit-identical.
@@ -702,8 +718,8 @@ fn golden_weights_load_strictly_into_the_small_model() {
     let (back, _) = load_tensors(&path).unwrap();
     for (name, t) in &back {
         assert_eq!(
-            t.to_bytes(),
-            tensors[&format!("model.inner.{name}")].to_bytes(),
+            t.to_bytes().unwrap(),
+            tensors[&format!("model.inner.{name}")].to_bytes().unwrap(),
             "{name}"
         );
     }
@@ -887,7 +903,12 @@ fn converter_script_end_to_end_with_stub_torch() {
     let rotary = random_tensor(&mut rng, DType::F32, &[5, 4]);
     let ids = random_tensor(&mut rng, DType::I32, &[4]);
     let entry = |dtype: &str, t: &Tensor, shares: Option<String>| {
-        let hex: String = t.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = t
+            .to_bytes()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         serde_json::json!([dtype, t.dims(), hex, shares])
     };
     let tensors = serde_json::json!({

@@ -14,9 +14,10 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use recur::device::counting::Counting;
 use recur::device::cuda::Cuda;
 use recur::device::emu::Emu;
-use recur::device::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use recur::device::KernelBackend;
 use recur::nn::block::{BlockConfig, PostNormBlock};
 use recur::ops::attention::AttentionOpts;
 use recur::ops::norm::Norm;
@@ -25,55 +26,27 @@ use recur::tape::Compute;
 use recur::testing::rel_l2;
 use recur::{DType, Error, Params, Result, Shape, Tape, Tensor, Var};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 // ---- the recording backend and the test macro ---------------------------------------------------
 
-/// A kernel backend that passes everything to `inner` and writes down the name of every kernel
+/// The counting backend (`device::counting`) around Emu or Cuda: it writes down every kernel
 /// launched, so a test can tell that an op really ran its kernels.
-struct Recording {
-    inner: Box<dyn KernelBackend>,
-    launched: Mutex<Vec<String>>,
+type Recording = Counting;
+
+trait RecordingExt {
+    fn compute(&self) -> Compute;
+    fn take_names(&self) -> Vec<String>;
 }
 
-impl Recording {
-    fn new(inner: Box<dyn KernelBackend>) -> Arc<Recording> {
-        Arc::new(Recording {
-            inner,
-            launched: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// The kernels launched since the last call, in order.
-    fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.launched.lock().unwrap())
-    }
-
+impl RecordingExt for Arc<Counting> {
     /// A compute that runs on this backend.
-    fn compute(self: &Arc<Self>) -> Compute {
-        Compute::Kernels(self.clone())
+    fn compute(&self) -> Compute {
+        Compute::on(self.clone())
     }
-}
-
-impl KernelBackend for Recording {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
-        self.inner.alloc(bytes)
-    }
-    fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
-        self.inner.upload(bytes)
-    }
-    fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
-        self.inner.download(buf)
-    }
-    fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
-        self.launched.lock().unwrap().push(name.to_string());
-        self.inner.launch(name, cfg, args)
-    }
-    fn synchronize(&self) -> Result<()> {
-        self.inner.synchronize()
+    /// The kernels launched since the last call, in order.
+    fn take_names(&self) -> Vec<String> {
+        self.take().kernel_names()
     }
 }
 
@@ -86,13 +59,13 @@ macro_rules! on_every_backend {
 
             #[test]
             fn emu() {
-                $body(&Recording::new(Box::new(Emu)));
+                $body(&Counting::new(Arc::new(Emu)));
             }
 
             #[test]
             fn cuda() {
                 match Cuda::new(0) {
-                    Ok(gpu) => $body(&Recording::new(Box::new(gpu))),
+                    Ok(gpu) => $body(&Counting::new(Arc::new(gpu))),
                     Err(e) => recur::testing::skip_cuda(module_path!(), e),
                 }
             }
@@ -152,10 +125,32 @@ fn kernels(bases: &[&str], dtype: DType) -> Vec<String> {
 /// What one op does on one compute: its outputs, the gradient of every input, and (on the
 /// kernels) the kernels launched by the op's forward and by its backward.
 struct Outcome {
+    /// What crossed between host and device in the forward and in the backward.
+    moves: [Moves; 2],
     outputs: Vec<Tensor>,
     grads: Vec<Option<Tensor>>,
     forward_launches: Vec<String>,
     backward_launches: Vec<String>,
+}
+
+/// Host↔device traffic of one pass: (uploads, downloads, synchronisations, fallbacks).
+#[derive(Debug, Default, PartialEq)]
+struct Moves {
+    uploads: usize,
+    downloads: usize,
+    syncs: usize,
+    fallbacks: Vec<&'static str>,
+}
+
+impl Moves {
+    fn of(c: &recur::device::counting::Counts) -> Moves {
+        Moves {
+            uploads: c.uploads,
+            downloads: c.downloads,
+            syncs: c.syncs,
+            fallbacks: c.fallbacks.clone(),
+        }
+    }
 }
 
 /// The op under test: leaves in, outputs out.
@@ -165,17 +160,22 @@ type OpFn<'a> = &'a dyn Fn(&Tape, &[Var]) -> Result<Vec<Var>>;
 /// `Σ_i Σ out_i ⊙ R_i` for fixed random weights `R_i`, so every output element matters.
 fn run_op(
     compute: Compute,
-    recording: Option<&Recording>,
+    recording: Option<&Arc<Recording>>,
     inputs: &[Tensor],
     seed: u64,
     op: OpFn<'_>,
 ) -> Result<Outcome> {
-    let launches = || recording.map(Recording::take).unwrap_or_default();
-    launches();
-    let tape = Tape::with_compute(compute);
-    let leaves: Vec<Var> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+    let counts = || recording.map(|r| r.take()).unwrap_or_default();
+    let tape = Tape::with_compute(compute.clone());
+    // The leaves live where the compute reads them, so the op itself must move nothing.
+    let leaves: Vec<Var> = inputs
+        .iter()
+        .map(|t| Ok(tape.leaf(compute.place(t)?)))
+        .collect::<Result<_>>()?;
+    counts();
     let outs = op(&tape, &leaves)?;
-    let forward_launches = launches();
+    let forward = counts();
+    let forward_launches = forward.kernel_names();
     let mut loss: Option<Var> = None;
     for (i, out) in outs.iter().enumerate() {
         let weights = randn(
@@ -184,6 +184,7 @@ fn run_op(
             seed ^ (0xfeed + i as u64),
             out.dtype(),
         );
+        let weights = compute.place(&weights)?;
         let term = tape.sum_all(&tape.mul(out, &Var::constant(weights))?)?;
         loss = Some(match loss {
             None => term,
@@ -191,9 +192,12 @@ fn run_op(
         });
     }
     let loss = loss.expect("the op has an output");
-    launches();
+    // The backward's seed is a constant uploaded once per compute: upload it before counting.
+    compute.ones(loss.shape(), loss.dtype())?;
+    counts();
     let grads = tape.backward(&loss)?;
-    let mut backward_launches = launches();
+    let backward = counts();
+    let mut backward_launches = backward.kernel_names();
     // The weighted sum's own backward: per output, sum_all's broadcast and mul's two products
     // (`add` passes gradients through without a kernel).
     for out in &outs {
@@ -205,6 +209,7 @@ fn run_op(
         }
     }
     Ok(Outcome {
+        moves: [forward, backward].map(|c| Moves::of(&c)),
         outputs: outs.into_iter().map(Var::into_value).collect(),
         grads: leaves.iter().map(|l| grads.get(l).cloned()).collect(),
         forward_launches,
@@ -224,6 +229,7 @@ fn multiset(names: &[String]) -> BTreeMap<String, usize> {
 fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
+    let got = got.to_host().unwrap();
     let (g, w) = (got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
     let err = rel_l2(&g, &w);
     eprintln!("{what}: relative L2 error {err:.1e}"); // the measured errors, with --nocapture
@@ -242,6 +248,8 @@ struct OpCheck {
     forward: Vec<String>,
     backward: Vec<String>,
     tol: f64,
+    /// Host tensors the op closure captures (labels, ids), each uploaded when the op reads it.
+    host_inputs: usize,
 }
 
 impl OpCheck {
@@ -255,6 +263,7 @@ impl OpCheck {
             forward: Vec::new(),
             backward: Vec::new(),
             tol,
+            host_inputs: 0,
         }
     }
 
@@ -262,6 +271,12 @@ impl OpCheck {
     fn launches(mut self, forward: Vec<String>, backward: Vec<String>) -> OpCheck {
         self.forward = forward;
         self.backward = backward;
+        self
+    }
+
+    /// The op closure captures `n` host tensors (labels, ids), which it may upload.
+    fn host_inputs(mut self, n: usize) -> OpCheck {
+        self.host_inputs = n;
         self
     }
 
@@ -282,6 +297,21 @@ impl OpCheck {
             multiset(&self.backward),
             "{what}: kernels launched by the backward"
         );
+        for (pass, moves) in ["forward", "backward"].iter().zip(&gpu.moves) {
+            if self.host_inputs > 0 || !moves.fallbacks.is_empty() {
+                // A documented fallback, or host constants (labels, ids) uploaded by the op.
+                assert!(
+                    moves.uploads <= self.host_inputs || !moves.fallbacks.is_empty(),
+                    "{what}: {pass} uploads {moves:?}"
+                );
+                continue;
+            }
+            assert_eq!(
+                *moves,
+                Moves::default(),
+                "{what}: the {pass} on resident inputs moved data between host and device"
+            );
+        }
         assert_eq!(gpu.outputs.len(), cpu.outputs.len(), "{what}: outputs");
         for (i, (g, c)) in gpu.outputs.iter().zip(&cpu.outputs).enumerate() {
             assert_close(&format!("{what}: output {i}"), g, c, self.tol);
@@ -411,7 +441,9 @@ fn check_layout(dev: &Arc<Recording>) {
         )
         .launches(
             kernels(&["narrow_fwd", "narrow_fwd", "narrow_fwd"], dt),
-            kernels(&["narrow_bwd", "narrow_bwd"], dt),
+            // The tape adds the two pieces' gradients on the device (`add` is two-term
+            // injection).
+            kernels(&["narrow_bwd", "narrow_bwd", "inject_add_fwd"], dt),
         )
         .run(dev, seed, |t, v| {
             let parts = t.split(&v[0], &[32, 33, 31], -1)?;
@@ -431,14 +463,14 @@ fn check_argmax(dev: &Arc<Recording>) {
     let seed = fresh_seed("argmax");
     let x = randn([2, 97, 11], 1.0, seed, DType::F32);
     let want = Tape::new().argmax(&Var::constant(x.clone()), -1).unwrap();
-    dev.take();
+    dev.take_names();
     let got = Tape::with_compute(dev.compute())
         .argmax(&Var::constant(x), -1)
         .unwrap();
-    assert_eq!(dev.take(), ["argmax_fwd_f32"], "seed {seed}");
+    assert_eq!(dev.take_names(), ["argmax_fwd_f32"], "seed {seed}");
     assert_eq!(got.shape(), want.shape());
     assert_eq!(
-        got.to_vec_i32().unwrap(),
+        got.to_host().unwrap().to_vec_i32().unwrap(),
         want.to_vec_i32().unwrap(),
         "seed {seed}"
     );
@@ -506,16 +538,25 @@ fn check_embedding(dev: &Arc<Recording>) {
     let ids = random_ids([2, 97], 11, 0, seed);
     for dt in FLOAT_DTYPES {
         let table = randn([11, 64], 1.0, seed + 1, dt);
-        let ids = ids.clone();
-        OpCheck::new(format!("embedding {dt}"), vec![table])
+        // The ids ride along as a second leaf so that they, too, are resident on the kernels
+        // (they receive no gradient on either compute).
+        OpCheck::new(format!("embedding {dt}"), vec![table, ids.clone()])
             .launches(
                 kernels(&["embedding_fwd"], dt),
-                vec![
-                    "embedding_bwd_clear_f32".to_string(),
-                    kernel("embedding_bwd", dt),
-                ],
+                // The f32 table gradient is cast back to bf16 storage for bf16.
+                [
+                    vec!["embedding_bwd_clear_f32".to_string()],
+                    kernels(&["embedding_bwd"], dt),
+                    (dt == DType::BF16)
+                        .then(|| "cast_to_bf16_f32".to_string())
+                        .into_iter()
+                        .collect(),
+                ]
+                .concat(),
             )
-            .run(dev, seed, move |t, v| Ok(vec![t.embedding(&ids, &v[0])?]));
+            .run(dev, seed, |t, v| {
+                Ok(vec![t.embedding(v[1].value(), &v[0])?])
+            });
     }
     // The kernels would write a NaN row for a bad id; the tape checks the host ids first.
     let mut bad = ids.to_vec_i32().unwrap();
@@ -543,6 +584,8 @@ fn check_rope(dev: &Arc<Recording>) {
             let x = randn(dims.to_vec(), 1.0, seed + k as u64, dt);
             OpCheck::new(format!("rope_1d {dims:?} {dt}"), vec![x])
                 .launches(kernels(&["rope_fwd"], dt), kernels(&["rope_bwd"], dt))
+                // The table is a constant uploaded on its first use by a compute, then reused.
+                .host_inputs(1)
                 .run(dev, seed, |t, v| Ok(vec![t.rope_1d(&v[0], &table)?]));
         }
         // Sotaku's 9 × 9 grid, 2D interleaved pairs.
@@ -550,6 +593,7 @@ fn check_rope(dev: &Arc<Recording>) {
         let x = randn([2, 81, 2, 32], 1.0, seed + 7, dt);
         OpCheck::new(format!("rope_2d 9×9 {dt}"), vec![x])
             .launches(kernels(&["rope_fwd"], dt), kernels(&["rope_bwd"], dt))
+            .host_inputs(1)
             .run(dev, seed, |t, v| {
                 Ok(vec![t.rope_2d(&v[0], &rows, &cols, 10.0)?])
             });
@@ -657,8 +701,9 @@ fn check_losses(dev: &Arc<Recording>) {
     for dt in FLOAT_DTYPES {
         let logits = randn([2, 97, 11], 2.0, seed + 1, dt);
         for (name, base) in [("softmax", "softmax_ce"), ("stablemax", "stablemax_ce")] {
-            let labels = labels.clone();
-            OpCheck::new(format!("{name} cross-entropy {dt}"), vec![logits.clone()])
+            // The labels ride along as a second leaf, resident on the kernels like the logits.
+            let inputs = vec![logits.clone(), labels.clone()];
+            OpCheck::new(format!("{name} cross-entropy {dt}"), inputs)
                 // The per-sequence losses are f32 whatever the logits' storage.
                 .launches(
                     vec![kernel(&format!("{base}_fwd"), dt)],
@@ -666,9 +711,9 @@ fn check_losses(dev: &Arc<Recording>) {
                 )
                 .run(dev, seed, move |t, v| {
                     Ok(vec![if name == "softmax" {
-                        t.softmax_cross_entropy(&v[0], &labels)?
+                        t.softmax_cross_entropy(&v[0], v[1].value())?
                     } else {
-                        t.stablemax_cross_entropy(&v[0], &labels)?
+                        t.stablemax_cross_entropy(&v[0], v[1].value())?
                     }])
                 });
         }
@@ -700,12 +745,15 @@ fn check_losses(dev: &Arc<Recording>) {
     let bad = Tensor::from_vec(bad, [2, 97]).unwrap();
     let tape = Tape::with_compute(dev.compute());
     let logits = tape.leaf(randn([2, 97, 11], 1.0, seed, DType::F32));
-    dev.take();
+    dev.take_names();
     match tape.stablemax_cross_entropy(&logits, &bad) {
         Err(Error::Arg { msg, .. }) => assert!(msg.contains("label 11"), "{msg}"),
         other => panic!("expected an argument error naming the label, got {other:?}"),
     }
-    assert!(dev.take().is_empty(), "nothing is launched for bad labels");
+    assert!(
+        dev.take_names().is_empty(),
+        "nothing is launched for bad labels"
+    );
 }
 on_every_backend!(losses, super::check_losses);
 
@@ -754,9 +802,9 @@ fn check_post_norm_block(dev: &Arc<Recording>) {
             )
         };
         let (cpu_loss, cpu_out, cpu_dx, cpu_grads) = step(Compute::Cpu);
-        dev.take();
+        dev.take_names();
         let (loss, out, dx, grads) = step(dev.compute());
-        let launched = dev.take();
+        let launched = dev.take_names();
 
         assert_close(&format!("{what}: loss"), &loss, &cpu_loss, 1e-5);
         assert_close(&format!("{what}: output"), &out, &cpu_out, 1e-5);
@@ -847,12 +895,12 @@ fn f64_on_the_kernels_is_a_dtype_error() {
 
 #[test]
 fn no_grad_runs_on_the_kernels_and_records_nothing() {
-    let dev = Recording::new(Box::new(Emu));
+    let dev = Counting::new(Arc::new(Emu));
     let tape = Tape::with_compute(dev.compute());
     let x = tape.leaf(randn([5, 64], 1.0, fresh_seed("no_grad"), DType::F32));
     let y = tape.no_grad(|| tape.rms_norm(&x, 1e-5)).unwrap();
     assert!(!y.requires_grad() && tape.is_empty());
-    assert_eq!(dev.take(), ["step_rmsnorm_fwd_d128_f32"]);
+    assert_eq!(dev.take_names(), ["step_rmsnorm_fwd_d128_f32"]);
     let want = Tape::new().rms_norm(&x.detach(), 1e-5).unwrap();
     assert_close("no_grad rms_norm", y.value(), want.value(), 1e-5);
 }

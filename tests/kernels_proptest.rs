@@ -138,18 +138,18 @@ proptest! {
         let t = cpu::layout::transpose_last2_fwd(&x).unwrap();
         let mut td = poisoned(&dev, t.shape().clone(), dtype(bf16));
         kernels::layout::transpose_last2_fwd_into(&dev, &xd, &mut td).unwrap();
-        prop_assert_eq!(td.download(&dev).unwrap().to_bytes(), t.to_bytes());
+        prop_assert_eq!(td.download(&dev).unwrap().to_bytes().unwrap(), t.to_bytes().unwrap());
         let n = dims[1];
         let start = start % n;
         let len = n - start;
         let s = cpu::layout::narrow_fwd(&x, 1, start, len).unwrap();
         let mut sd = poisoned(&dev, s.shape().clone(), dtype(bf16));
         kernels::layout::narrow_fwd_into(&dev, &xd, 1, start, len, &mut sd).unwrap();
-        prop_assert_eq!(sd.download(&dev).unwrap().to_bytes(), s.to_bytes());
+        prop_assert_eq!(sd.download(&dev).unwrap().to_bytes().unwrap(), s.to_bytes().unwrap());
         let c = cpu::layout::concat_fwd(&[&s, &x], 1).unwrap();
         let mut cd = poisoned(&dev, c.shape().clone(), dtype(bf16));
         kernels::layout::concat_fwd_into(&dev, &[&sd, &xd], 1, &mut cd).unwrap();
-        prop_assert_eq!(cd.download(&dev).unwrap().to_bytes(), c.to_bytes());
+        prop_assert_eq!(cd.download(&dev).unwrap().to_bytes().unwrap(), c.to_bytes().unwrap());
     }
 
     #[test]

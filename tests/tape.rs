@@ -74,7 +74,9 @@ fn named_params_accumulate_across_bindings_and_passes_and_zero() {
         let (a, b) = (tape.param(&params, w), tape.param(&params, w));
         let loss = tape.sum_all(&tape.mul(&a, &b).unwrap()).unwrap();
         let g = tape.backward(&loss).unwrap();
-        params.accumulate(&g).unwrap();
+        params
+            .accumulate(&recur::tape::Compute::Cpu, g.param_grads())
+            .unwrap();
     }
     let grad = params.get(w).grad.as_ref().unwrap().to_vec_f64().unwrap();
     assert_eq!(grad, [8.0, 12.0]);

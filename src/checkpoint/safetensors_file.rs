@@ -55,7 +55,7 @@ pub fn save_tensors(
         put(&(header.len() as u64).to_le_bytes())?;
         put(&header)?;
         for (_, tensor) in &order {
-            put(&tensor.to_bytes())?;
+            put(tensor.to_host()?.as_bytes()?)?;
         }
         Ok(())
     })

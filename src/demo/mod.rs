@@ -129,7 +129,7 @@ pub fn train(cfg: &DemoConfig, mut progress: impl FnMut(Progress)) -> Result<Dem
         let logits = model.forward(&tape, &params, &inputs)?;
         let loss = model::loss(&tape, &logits, &labels)?;
         let accuracy = model::token_accuracy(&tape, &logits, &labels)?;
-        params.accumulate(&tape.backward(&loss)?)?;
+        params.accumulate(tape.compute(), tape.backward(&loss)?.param_grads())?;
         steps += 1;
         opt.set_lr(schedule.lr(steps as u64))?;
         opt.step(&mut params)?;

@@ -6,9 +6,10 @@
 //! the driver API's shape (`void** kernelParams`): device pointers and scalars, in the kernel's
 //! parameter order.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 /// Grid, block and dynamic shared memory of one launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,34 +42,90 @@ impl LaunchConfig {
     }
 }
 
-/// Device memory owned by one backend. The backend keeps its own handle inside (a host
-/// allocation for Emu, a `CudaSlice` for Cuda) and is the only one that can read it.
+/// A window of device memory owned by one backend: the allocation, a byte offset into it and a
+/// length. Cloning or narrowing shares the allocation (a view is free, like a pointer plus an
+/// offset on a GPU); the memory is freed when the last view is dropped. The backend keeps its own
+/// handle inside (a host allocation for Emu, a pooled block for Cuda) and is the only one that
+/// can read it.
+///
+/// Views alias: two views of one allocation may overlap, exactly as two device pointers may.
+/// Kernels that write are still passed their output as `KernelArg::Out`, which documents the
+/// write; ordering is the stream's, as on a GPU.
+#[derive(Clone)]
 pub struct DeviceBuffer {
+    alloc: Arc<dyn Any + Send + Sync>,
+    offset: usize,
     bytes: usize,
-    inner: Box<dyn Any + Send + Sync>,
 }
 
 impl DeviceBuffer {
     /// Wraps a backend's own handle to `bytes` bytes of device memory.
     pub fn new(bytes: usize, inner: Box<dyn Any + Send + Sync>) -> DeviceBuffer {
-        DeviceBuffer { bytes, inner }
+        DeviceBuffer {
+            alloc: Arc::from(inner),
+            offset: 0,
+            bytes,
+        }
     }
+    /// The length of this view in bytes.
     pub fn len_bytes(&self) -> usize {
         self.bytes
     }
-    /// The backend's handle, if it is of type `T`.
-    pub fn handle<T: 'static>(&self) -> Option<&T> {
-        self.inner.downcast_ref()
+    /// Where this view starts inside its allocation, in bytes.
+    pub fn offset_bytes(&self) -> usize {
+        self.offset
     }
-    pub fn handle_mut<T: 'static>(&mut self) -> Option<&mut T> {
-        self.inner.downcast_mut()
+    /// The bytes `[offset, offset + bytes)` of this view, sharing the allocation.
+    pub fn view(&self, offset: usize, bytes: usize) -> Result<DeviceBuffer> {
+        if offset
+            .checked_add(bytes)
+            .map_or(true, |end| end > self.bytes)
+        {
+            return Err(Error::shape(
+                "DeviceBuffer::view",
+                format!(
+                    "bytes {offset}..{} of a {}-byte buffer",
+                    offset.saturating_add(bytes),
+                    self.bytes
+                ),
+            ));
+        }
+        Ok(DeviceBuffer {
+            alloc: self.alloc.clone(),
+            offset: self.offset + offset,
+            bytes,
+        })
+    }
+    /// Whether both views share one allocation.
+    pub fn same_allocation(&self, other: &DeviceBuffer) -> bool {
+        Arc::ptr_eq(&self.alloc, &other.alloc)
+    }
+    /// The backend's handle to the whole allocation, if it is of type `T`. Add `offset_bytes`
+    /// to its address for this view's first byte.
+    pub fn handle<T: 'static>(&self) -> Option<&T> {
+        self.alloc.downcast_ref()
     }
 }
 
 impl fmt::Debug for DeviceBuffer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeviceBuffer({} bytes)", self.bytes)
+        write!(f, "DeviceBuffer({} bytes at +{})", self.bytes, self.offset)
     }
+}
+
+/// Errors unless a copy's two buffers have the same length.
+pub fn expect_same_length(op: &'static str, dst: &DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
+    if dst.len_bytes() != src.len_bytes() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{} destination bytes for {} source bytes",
+                dst.len_bytes(),
+                src.len_bytes()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One kernel argument. Buffers a kernel writes are passed as `Out`, so the borrow checker sees
@@ -97,6 +154,14 @@ pub trait KernelBackend: Send + Sync {
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()>;
     /// Waits for all launched work.
     fn synchronize(&self) -> Result<()>;
+    /// Sets every byte of `buf` to `byte`, in stream order (a capturable memset node on Cuda).
+    fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()>;
+    /// Copies `src` into `dst` (same length), device to device, in stream order.
+    fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()>;
+    /// Told when an op on a kernel tape ran the CPU reference instead (`op` names it). Real
+    /// backends ignore it; the counting wrapper (`device::counting`) counts it, so a training
+    /// step can be shown to have none.
+    fn note_fallback(&self, _op: &'static str) {}
 
     /// Milliseconds that `work` takes on the device: wall clock between two synchronisations.
     /// Backends with device events override this with event timing.

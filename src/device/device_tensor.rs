@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use half::bf16;
+use std::sync::Arc;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DeviceTensor {
     pub buf: DeviceBuffer,
     shape: Shape,
@@ -19,7 +20,7 @@ impl DeviceTensor {
     /// Copies a host tensor to `dev`.
     pub fn upload(dev: &dyn KernelBackend, t: &Tensor) -> Result<DeviceTensor> {
         Ok(DeviceTensor {
-            buf: dev.upload(&t.to_bytes())?,
+            buf: dev.upload(t.as_bytes()?)?,
             shape: t.shape().clone(),
             dtype: t.dtype(),
         })
@@ -57,6 +58,37 @@ impl DeviceTensor {
             buf: dev.alloc(shape.numel() * dtype.size_in_bytes())?,
             shape,
             dtype,
+        })
+    }
+
+    /// The device memory of a tensor that lives on a kernel backend, as the launchers take it
+    /// (a view: no copy), or `None` for a host tensor.
+    pub fn borrow(t: &Tensor) -> Option<DeviceTensor> {
+        t.device_buffer().map(|(buf, _)| DeviceTensor {
+            buf,
+            shape: t.shape().clone(),
+            dtype: t.dtype(),
+        })
+    }
+
+    /// The same memory as a `Tensor` owned by `backend`: how a launcher's result stays resident.
+    pub fn into_tensor(self, backend: &Arc<dyn KernelBackend>) -> Result<Tensor> {
+        Tensor::from_device(self.buf, self.shape, self.dtype, backend.clone())
+    }
+
+    /// The same memory under another shape with the same element count.
+    pub fn reshaped(&self, shape: impl Into<Shape>) -> Result<DeviceTensor> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::shape(
+                "DeviceTensor::reshaped",
+                format!("cannot view {} as {shape}", self.shape),
+            ));
+        }
+        Ok(DeviceTensor {
+            buf: self.buf.clone(),
+            shape,
+            dtype: self.dtype,
         })
     }
 

@@ -2,12 +2,15 @@
 //! clarity, on host tensors. It is the executable spec the CUDA kernels are tested against.
 
 pub mod backend;
+pub mod compute;
+pub mod counting;
 pub mod cpu;
 pub mod cuda;
 pub mod device_tensor;
 pub mod emu;
 
 pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+pub use compute::{Compute, Kernels};
 pub use device_tensor::DeviceTensor;
 
 pub use crate::tensor::Device;

@@ -241,3 +241,39 @@ pub fn scale_fwd(dev: &dyn KernelBackend, a: &DeviceTensor, s: f64) -> Result<De
     scale_fwd_into(dev, a, s, &mut out)?;
     Ok(out)
 }
+
+/// `x` converted to `dtype` (f32 ↔ bf16; f32 → bf16 rounds to nearest even, as
+/// `Tensor::to_dtype`). The same dtype is a device copy.
+pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<DeviceTensor> {
+    const OP: &str = "cast";
+    let from = dtype_suffix(OP, x)?;
+    let mut out = DeviceTensor::uninit(dev, x.shape().clone(), dtype)?;
+    if dtype == x.dtype() {
+        dev.copy(&mut out.buf, &x.buf)?;
+        return Ok(out);
+    }
+    let to = match dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        other => {
+            return Err(Error::DType {
+                op: OP,
+                expected: "f32 or bf16",
+                got: other,
+            })
+        }
+    };
+    if x.numel() == 0 {
+        return Ok(out);
+    }
+    dev.launch(
+        &format!("cast_to_{to}_{from}"),
+        grid_for_elements(x.numel()),
+        &mut [
+            KernelArg::In(&x.buf),
+            KernelArg::Out(&mut out.buf),
+            i64_arg(x.numel()),
+        ],
+    )?;
+    Ok(out)
+}

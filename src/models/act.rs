@@ -185,8 +185,9 @@ pub fn act_step(
     let mut target_q_continue = None;
     if let Halting::Train(explore) = halting {
         if max_steps > 1 {
-            let q_halt = output.q_halt.value().to_vec_f32()?;
-            let q_cont = output.q_continue.value().to_vec_f32()?;
+            // Host reads of the Q logits (explicit downloads on a kernel compute).
+            let q_halt = output.q_halt.value().to_host()?.to_vec_f32()?;
+            let q_cont = output.q_continue.value().to_host()?.to_vec_f32()?;
             for slot in 0..b {
                 let wants_halt = cfg.q_head_halts(q_halt[slot], q_cont[slot]);
                 let min_halt = explore.min_halt_steps(slot, cfg.halt_exploration_prob, max_steps);
@@ -205,8 +206,8 @@ pub fn act_step(
                         &Probe::off(),
                     )
                 })?;
-                let next_halt = next.q_halt.value().to_vec_f32()?;
-                let next_cont = next.q_continue.value().to_vec_f32()?;
+                let next_halt = next.q_halt.value().to_host()?.to_vec_f32()?;
+                let next_cont = next.q_continue.value().to_host()?.to_vec_f32()?;
                 let target: Vec<f32> = (0..b)
                     .map(|i| {
                         let logit = if is_last[i] {
@@ -250,7 +251,7 @@ fn select_rows(take_fresh: &[bool], fresh: &Tensor, kept: &Tensor) -> Result<Ten
         ));
     }
     let row_bytes = fresh.numel() * fresh.dtype().size_in_bytes() / take_fresh.len().max(1);
-    let (f, k) = (fresh.to_bytes(), kept.to_bytes());
+    let (f, k) = (fresh.to_host()?.to_bytes()?, kept.to_host()?.to_bytes()?);
     let mut out = Vec::with_capacity(f.len());
     for (i, &fresh_row) in take_fresh.iter().enumerate() {
         let src = if fresh_row { &f } else { &k };

@@ -62,7 +62,8 @@ pub struct SequenceScores {
 
 impl SequenceScores {
     pub fn new(tape: &Tape, logits: &Var, labels: &Tensor) -> Result<SequenceScores> {
-        let preds = tape.argmax(logits, -1)?;
+        let preds = tape.argmax(logits, -1)?.to_host()?;
+        let labels = labels.to_host()?;
         let (p, l) = (preds.i32_data("scores")?, labels.i32_data("scores")?);
         if p.len() != l.len() || l.is_empty() {
             return Err(Error::shape(
@@ -120,14 +121,14 @@ pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
         Some(target) => {
             let q_cont = tape
                 .sum_all(&tape.bce_with_logits(&out.q_continue, &Var::constant(target.clone()))?)?;
-            let q_cont_loss = q_cont.value().item()?;
+            let q_cont_loss = q_cont.value().to_host()?.item()?;
             (tape.add(&q_halt, &q_cont)?, q_cont_loss)
         }
         None => (q_halt.clone(), 0.0),
     };
     let total = tape.add(&lm, &tape.scale(&q_terms.0, 0.5)?)?;
 
-    let q_halt_logits = out.q_halt.value().to_vec_f32()?;
+    let q_halt_logits = out.q_halt.value().to_host()?.to_vec_f32()?;
     let mut metrics = ActMetrics::default();
     for i in 0..b {
         if !carry.halted[i] || scores.valid[i] == 0 {
@@ -140,8 +141,8 @@ pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
         metrics.steps += carry.steps[i] as f64;
     }
     Ok(ActLoss {
-        lm_loss: lm.value().item()?,
-        q_halt_loss: q_halt.value().item()?,
+        lm_loss: lm.value().to_host()?.item()?,
+        q_halt_loss: q_halt.value().to_host()?.item()?,
         q_continue_loss: q_terms.1,
         total,
         metrics,

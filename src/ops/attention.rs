@@ -9,7 +9,7 @@ use crate::device::cpu::attention as cpu;
 use crate::error::Result;
 use crate::kernels::attention as kernels;
 use crate::kernels::attention::{AttentionInputs, DeviceAttentionOutput};
-use crate::ops::dispatch::{on_device, Compute};
+use crate::ops::dispatch::{on_device, on_reference, Compute};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -37,7 +37,7 @@ fn attention_fwd(
     let saved = [q.clone(), k.clone(), v.clone()];
     match compute {
         Compute::Kernels(dev) if kernels_cover(q, &opts) => {
-            let (out, lse) = on_device(dev.as_ref(), [q, k, v], |dev, [q, k, v]| {
+            let (out, lse) = on_device(dev, [q, k, v], |dev, [q, k, v]| {
                 let inputs = AttentionInputs::new(&q, &k, &v).with_opts(opts);
                 let forward = kernels::attention_fwd(dev, &inputs)?;
                 Ok((forward.out, forward.lse))
@@ -46,7 +46,7 @@ fn attention_fwd(
             let backward = move |g: &Tensor| {
                 let [q, k, v] = &saved;
                 let transfers = ([q, k, v], &saved_out, &lse, g);
-                on_device(dev.as_ref(), transfers, |dev, ([q, k, v], out, lse, g)| {
+                on_device(&dev, transfers, |dev, ([q, k, v], out, lse, g)| {
                     let inputs = AttentionInputs::new(&q, &k, &v).with_opts(opts);
                     let forward = DeviceAttentionOutput { out, lse };
                     let grads = kernels::attention_bwd(dev, &inputs, &forward, &g)?;
@@ -56,14 +56,24 @@ fn attention_fwd(
             Ok((out, Box::new(backward)))
         }
         _ => {
-            let forward = cpu::attention_fwd(q, k, v, &opts)?;
-            let lse = forward.lse;
+            let (out, lse) = on_reference(compute, "attention", [q, k, v], |[q, k, v]| {
+                let forward = cpu::attention_fwd(q, k, v, &opts)?;
+                Ok((forward.out, forward.lse))
+            })?;
+            let compute = compute.clone();
             let backward = move |g: &Tensor| {
                 let [q, k, v] = &saved;
-                let grads = cpu::attention_bwd(g, q, k, v, &lse, &opts)?;
-                Ok([grads.dq, grads.dk, grads.dv])
+                on_reference(
+                    &compute,
+                    "attention",
+                    [g, q, k, v, &lse],
+                    |[g, q, k, v, lse]| {
+                        let grads = cpu::attention_bwd(g, q, k, v, lse, &opts)?;
+                        Ok([grads.dq, grads.dk, grads.dv])
+                    },
+                )
             };
-            Ok((forward.out, Box::new(backward)))
+            Ok((out, Box::new(backward)))
         }
     }
 }

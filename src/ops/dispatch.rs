@@ -1,168 +1,152 @@
-//! Where a tape's ops run, and the one helper that runs an op on a kernel backend.
+//! The one helper that runs an op on a kernel backend, `on_device`.
 //!
-//! A `Tape` owns a `Compute`: `Compute::Cpu` (the default) runs every op on the pure-Rust
-//! reference in `device::cpu`; `Compute::Kernels(backend)` runs the ops that have kernels on that
-//! `KernelBackend` (`Emu`, or `Cuda` on a GPU) through the launchers in `kernels`. Backward
-//! closures capture the same `Compute`, so a backward pass runs where its forward ran.
+//! A `Tape` owns a `Compute` (`device::compute`): `Compute::Cpu` runs every op on the pure-Rust
+//! reference in `device::cpu`; `Compute::Kernels` runs the ops that have kernels on its backend
+//! (`Emu`, or `Cuda` on a GPU). Backward closures capture the same `Compute`, so a backward pass
+//! runs where its forward ran.
 //!
-//! Tensors stay host tensors (`Tensor`) for now: on a kernel backend an op uploads its inputs,
-//! launches its kernel(s) and downloads the results, all inside `on_device`. On `Emu` device
-//! memory is host memory, so this costs copies only; on `Cuda` every op round-trips over PCIe and
-//! synchronises, which is correct but slow. Device-resident tensors are the next step; see
-//! `docs/dispatch.md`, which also lists the ops (and the cases) that still run on the CPU.
+//! Inputs that already live on the backend are borrowed (a view, no copy); only host tensors are
+//! uploaded, each upload going through the backend (a counting backend counts it). Results stay
+//! on the device as `Tensor`s. Ops that still run the CPU reference on a kernel tape say so with
+//! `Compute::host_input` (counted as a fallback); `docs/dispatch.md` lists them.
 
+pub use crate::device::compute::{Compute, Kernels};
 use crate::device::cpu::norm::Norm;
-use crate::device::cuda::Cuda;
-use crate::device::emu::Emu;
 use crate::device::{DeviceTensor, KernelBackend};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
-use std::fmt;
-use std::sync::Arc;
 
-/// Where a tape's ops run.
-#[derive(Clone, Default)]
-pub enum Compute {
-    /// The pure-Rust reference (`device::cpu`): the executable spec.
-    #[default]
-    Cpu,
-    /// The CUDA kernels on a kernel backend: `Emu` (the kernels run on the CPU) or `Cuda`.
-    Kernels(Arc<dyn KernelBackend>),
-}
-
-impl Compute {
-    /// The CUDA kernels run on the CPU by the emulator (always available).
-    pub fn emu() -> Compute {
-        Compute::Kernels(Arc::new(Emu))
-    }
-
-    /// The CUDA kernels on GPU 0, or an error saying what is missing (driver, GPU or NVRTC).
-    pub fn cuda() -> Result<Compute> {
-        Ok(Compute::Kernels(Arc::new(Cuda::new(0)?)))
-    }
-
-    /// The default for training from the command line: the GPU when one and NVRTC are usable,
-    /// otherwise the CPU reference. `Compute::cuda()` gives the reason when it falls back.
-    pub fn auto() -> Compute {
-        Compute::cuda().unwrap_or(Compute::Cpu)
-    }
-
-    /// Parses a `--device` value: `cpu`, `emu` or `cuda`. Asking for `cuda` on a machine without
-    /// a usable GPU is an error that says why, never a silent fallback.
-    pub fn from_flag(device: &str) -> Result<Compute> {
-        match device.trim().to_ascii_lowercase().as_str() {
-            "cpu" => Ok(Compute::Cpu),
-            "emu" => Ok(Compute::emu()),
-            "cuda" => Compute::cuda().map_err(|e| {
-                let why = match e {
-                    Error::Device { msg, .. } => msg,
-                    other => other.to_string(),
-                };
-                Error::device(
-                    "cuda",
-                    format!("--device cuda was requested, but no GPU is usable: {why}"),
-                )
-            }),
-            other => Err(Error::arg(
-                "--device",
-                format!("expected cpu, emu or cuda, got {other:?}"),
-            )),
-        }
-    }
-
-    /// The kernel backend, or `None` for the CPU reference.
-    pub fn kernels(&self) -> Option<&dyn KernelBackend> {
-        match self {
-            Compute::Cpu => None,
-            Compute::Kernels(dev) => Some(dev.as_ref()),
-        }
-    }
-
-    /// "cpu", or the backend's name ("emu (fibers)", "cuda:0 NVIDIA H100 ...").
-    pub fn name(&self) -> String {
-        match self {
-            Compute::Cpu => "cpu".to_string(),
-            Compute::Kernels(dev) => dev.name(),
-        }
-    }
-}
-
-impl fmt::Debug for Compute {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Compute({})", self.name())
-    }
-}
-
-/// Host values an op hands to a kernel backend: a tensor, or any nesting of options, arrays,
-/// vectors, slices, tuples and `Norm`s of tensors. Uploading keeps the structure.
+/// Values an op hands to a kernel backend: a tensor, or any nesting of options, arrays,
+/// vectors, slices, tuples and `Norm`s of tensors. Resident tensors are borrowed, host tensors
+/// uploaded; the structure is kept.
 pub trait Upload {
     type OnDevice;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice>;
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice>;
 }
 
 /// Device results an op hands back: a `DeviceTensor`, or any nesting of options, arrays,
-/// vectors and tuples of them. Downloading keeps the structure.
+/// vectors and tuples of them. They become `Tensor`s that stay on the device; the structure is
+/// kept.
 pub trait Download {
     type OnHost;
-    fn download(self, dev: &dyn KernelBackend) -> Result<Self::OnHost>;
+    fn download(self, dev: &Kernels) -> Result<Self::OnHost>;
 }
 
-/// The upload / launch / download dance of every dispatched op: uploads `inputs`, runs `launch`
-/// (which calls the kernel launchers) on them, and downloads what it returns.
+/// What every dispatched op does: borrows (or uploads) `inputs`, runs `launch` (which calls the
+/// kernel launchers) on them, and wraps what it returns as device-resident tensors.
 pub fn on_device<I: Upload, O: Download>(
-    dev: &dyn KernelBackend,
+    dev: &Kernels,
     inputs: I,
     launch: impl FnOnce(&dyn KernelBackend, I::OnDevice) -> Result<O>,
 ) -> Result<O::OnHost> {
-    let uploaded = inputs.upload(dev)?;
-    launch(dev, uploaded)?.download(dev)
+    let resident = inputs.upload(dev)?;
+    launch(dev.as_ref(), resident)?.download(dev)
+}
+
+/// Runs the CPU reference `f` for `op` on `compute`. On the CPU it is simply `f`. On a kernel
+/// compute it is an explicit fallback: counted (`KernelBackend::note_fallback`), inputs copied
+/// to the host, and the results placed back on the device so the next op finds them resident.
+pub fn on_reference<const N: usize, O: Place>(
+    compute: &Compute,
+    op: &'static str,
+    inputs: [&Tensor; N],
+    f: impl FnOnce([&Tensor; N]) -> Result<O>,
+) -> Result<O> {
+    match compute {
+        Compute::Cpu => f(inputs),
+        Compute::Kernels(_) => {
+            let host = reference_inputs(compute, op, &inputs)?;
+            let refs: [&Tensor; N] = into_array(host.iter().collect());
+            f(refs)?.place(compute)
+        }
+    }
+}
+
+/// The inputs of a CPU-reference fallback by `op`, copied to the host; on a kernel compute the
+/// fallback is counted (`KernelBackend::note_fallback`).
+pub fn reference_inputs(
+    compute: &Compute,
+    op: &'static str,
+    inputs: &[&Tensor],
+) -> Result<Vec<Tensor>> {
+    if let Compute::Kernels(k) = compute {
+        k.note_fallback(op);
+    }
+    inputs.iter().map(|t| t.to_host()).collect()
+}
+
+/// Results of a reference fallback that go back to where the compute reads them.
+pub trait Place: Sized {
+    fn place(self, compute: &Compute) -> Result<Self>;
+}
+
+impl Place for Tensor {
+    fn place(self, compute: &Compute) -> Result<Tensor> {
+        compute.place(&self)
+    }
+}
+
+impl<T: Place, const N: usize> Place for [T; N] {
+    fn place(self, compute: &Compute) -> Result<Self> {
+        let placed: Vec<T> = self
+            .into_iter()
+            .map(|t| t.place(compute))
+            .collect::<Result<_>>()?;
+        Ok(into_array(placed))
+    }
+}
+
+impl<A: Place, B: Place> Place for (A, B) {
+    fn place(self, compute: &Compute) -> Result<Self> {
+        Ok((self.0.place(compute)?, self.1.place(compute)?))
+    }
 }
 
 impl Upload for &Tensor {
     type OnDevice = DeviceTensor;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<DeviceTensor> {
-        DeviceTensor::upload(dev, self)
+    fn upload(self, dev: &Kernels) -> Result<DeviceTensor> {
+        dev.resident(self)
     }
 }
 
 impl Download for DeviceTensor {
     type OnHost = Tensor;
-    fn download(self, dev: &dyn KernelBackend) -> Result<Tensor> {
-        DeviceTensor::download(&self, dev)
+    fn download(self, dev: &Kernels) -> Result<Tensor> {
+        dev.tensor(self)
     }
 }
 
 impl<T: Upload> Upload for Option<T> {
     type OnDevice = Option<T::OnDevice>;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
         self.map(|t| t.upload(dev)).transpose()
     }
 }
 
 impl<T: Download> Download for Option<T> {
     type OnHost = Option<T::OnHost>;
-    fn download(self, dev: &dyn KernelBackend) -> Result<Self::OnHost> {
+    fn download(self, dev: &Kernels) -> Result<Self::OnHost> {
         self.map(|t| t.download(dev)).transpose()
     }
 }
 
 impl<T: Upload> Upload for Vec<T> {
     type OnDevice = Vec<T::OnDevice>;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
         self.into_iter().map(|t| t.upload(dev)).collect()
     }
 }
 
 impl<T: Upload + Copy> Upload for &[T] {
     type OnDevice = Vec<T::OnDevice>;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
         self.iter().map(|t| t.upload(dev)).collect()
     }
 }
 
 impl<T: Download> Download for Vec<T> {
     type OnHost = Vec<T::OnHost>;
-    fn download(self, dev: &dyn KernelBackend) -> Result<Self::OnHost> {
+    fn download(self, dev: &Kernels) -> Result<Self::OnHost> {
         self.into_iter().map(|t| t.download(dev)).collect()
     }
 }
@@ -176,21 +160,21 @@ fn into_array<T, const N: usize>(items: Vec<T>) -> [T; N] {
 
 impl<T: Upload, const N: usize> Upload for [T; N] {
     type OnDevice = [T::OnDevice; N];
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
         Ok(into_array(Vec::from(self).upload(dev)?))
     }
 }
 
 impl<T: Download, const N: usize> Download for [T; N] {
     type OnHost = [T::OnHost; N];
-    fn download(self, dev: &dyn KernelBackend) -> Result<Self::OnHost> {
+    fn download(self, dev: &Kernels) -> Result<Self::OnHost> {
         Ok(into_array(Vec::from(self).download(dev)?))
     }
 }
 
 impl<T: Upload> Upload for Norm<T> {
     type OnDevice = Norm<T::OnDevice>;
-    fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+    fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
         Ok(match self {
             Norm::Rms { eps } => Norm::Rms { eps },
             Norm::Layer { weight, bias, eps } => Norm::Layer {
@@ -208,7 +192,7 @@ macro_rules! tuple_transfers {
         impl<$($name: Upload),+> Upload for ($($name,)+) {
             type OnDevice = ($($name::OnDevice,)+);
             #[allow(non_snake_case)]
-            fn upload(self, dev: &dyn KernelBackend) -> Result<Self::OnDevice> {
+            fn upload(self, dev: &Kernels) -> Result<Self::OnDevice> {
                 let ($($name,)+) = self;
                 Ok(($($name.upload(dev)?,)+))
             }
@@ -216,7 +200,7 @@ macro_rules! tuple_transfers {
         impl<$($name: Download),+> Download for ($($name,)+) {
             type OnHost = ($($name::OnHost,)+);
             #[allow(non_snake_case)]
-            fn download(self, dev: &dyn KernelBackend) -> Result<Self::OnHost> {
+            fn download(self, dev: &Kernels) -> Result<Self::OnHost> {
                 let ($($name,)+) = self;
                 Ok(($($name.download(dev)?,)+))
             }

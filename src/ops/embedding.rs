@@ -3,6 +3,7 @@
 use crate::device::cpu::embedding as cpu;
 use crate::device::cpu::sparse_embedding::row_indices;
 use crate::error::Result;
+use crate::kernels::elementwise::cast;
 use crate::kernels::embedding as kernels;
 use crate::ops::dispatch::{on_device, Compute};
 use crate::tape::{Tape, Var};
@@ -15,9 +16,12 @@ fn embedding_fwd(compute: &Compute, ids: &Tensor, table: &Tensor) -> Result<Tens
         None => cpu::embedding_fwd(ids, table),
         Some(dev) => {
             // The kernels turn a bad id into a NaN row instead of failing (checking on the device
-            // would synchronise); the ids are on the host here, so check them as the reference does.
+            // would synchronise). Ids still on the host are checked as the reference does;
+            // resident ids were checked where the batch was built.
             table.shape().expect_rank(OP, 2)?;
-            row_indices(OP, &ids.reshape([ids.numel()])?, table.dims()[0])?;
+            if ids.is_on_host() {
+                row_indices(OP, &ids.reshape([ids.numel()])?, table.dims()[0])?;
+            }
             on_device(dev, (ids, table), |dev, (ids, table)| {
                 kernels::embedding_fwd(dev, &ids, &table)
             })
@@ -29,12 +33,15 @@ fn embedding_bwd(compute: &Compute, ids: &Tensor, dy: &Tensor, vocab: usize) -> 
     match compute.kernels() {
         None => cpu::embedding_bwd(ids, dy, vocab),
         Some(dev) => {
-            let dtable = on_device(dev, (ids, dy), |dev, (ids, dy)| {
-                kernels::embedding_bwd(dev, &ids, &dy, vocab)
-            })?;
             // The kernel accumulates in f32 atomics; hand the gradient back in the reference's
             // dtype (the output gradient's).
-            dtable.to_dtype(dy.dtype())
+            on_device(dev, (ids, dy), |dev, (ids, dy)| {
+                let dtable = kernels::embedding_bwd(dev, &ids, &dy, vocab)?;
+                if dtable.dtype() == dy.dtype() {
+                    return Ok(dtable);
+                }
+                cast(dev, &dtable, dy.dtype())
+            })
         }
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::device::cpu::kl::{gaussian_kl_bwd, gaussian_kl_fwd, KlGradScale};
 use crate::error::Result;
+use crate::ops::dispatch::on_reference;
 use crate::tape::{Tape, Var};
 
 impl Tape {
@@ -41,14 +42,18 @@ impl Tape {
     ) -> Result<Var> {
         let inputs = [mu_q, sigma_q, mu_p, sigma_p];
         let values = inputs.map(|v| v.value().clone());
-        let y = gaussian_kl_fwd(values.each_ref())?;
         let name = if scale == KlGradScale::PLAIN {
             "gaussian_kl"
         } else {
             "gaussian_kl_balanced"
         };
+        let compute = self.compute().clone();
+        let y = on_reference(&compute, name, values.each_ref(), gaussian_kl_fwd)?;
         self.record(name, y, &inputs, move |g| {
-            let grads = gaussian_kl_bwd(g, values.each_ref(), scale)?;
+            let [a, b, c, d] = values.each_ref();
+            let grads = on_reference(&compute, name, [g, a, b, c, d], |[g, a, b, c, d]| {
+                gaussian_kl_bwd(g, [a, b, c, d], scale)
+            })?;
             Ok(grads.map(Some).into())
         })
     }

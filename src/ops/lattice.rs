@@ -12,6 +12,7 @@ pub use crate::device::cpu::lattice::{
 
 use crate::device::cpu::lattice::lattice_step;
 use crate::error::Result;
+use crate::ops::dispatch::reference_inputs;
 use crate::tape::{Tape, Var};
 
 impl Tape {
@@ -28,11 +29,18 @@ impl Tape {
         conflict_logits: &Var,
         params: &LatticeParams,
     ) -> Result<LatticeStep> {
-        let heads = LatticeHeads {
-            keep_logits: keep_logits.value(),
-            value_logits: value_logits.value(),
-            conflict_logits: conflict_logits.value(),
+        // A counted fallback on a kernel tape; the result (a decision, no gradient) stays on the
+        // host, where the caller reads it.
+        let values = [state, given, keep_logits, value_logits, conflict_logits].map(Var::value);
+        let host = reference_inputs(self.compute(), "lattice_step", &values)?;
+        let [state, given, keep_logits, value_logits, conflict_logits] = &host[..] else {
+            unreachable!("five inputs give five host copies")
         };
-        lattice_step(state.value(), given.value(), &heads, params)
+        let heads = LatticeHeads {
+            keep_logits,
+            value_logits,
+            conflict_logits,
+        };
+        lattice_step(state, given, &heads, params)
     }
 }

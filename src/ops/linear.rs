@@ -12,7 +12,7 @@ use crate::device::{DeviceTensor, KernelBackend};
 use crate::error::Result;
 use crate::kernels::layout::transpose_last2_fwd;
 use crate::kernels::matmul as kernels;
-use crate::ops::dispatch::{on_device, Compute};
+use crate::ops::dispatch::{on_device, on_reference, Compute};
 use crate::shape::Shape;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
@@ -86,7 +86,7 @@ fn matmul_fwd(compute: &Compute, a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 kernels::linear_fwd(dev, &a, &as_weight(dev, &b)?, None)
             })
         }
-        _ => cpu::matmul_fwd(a, b),
+        _ => on_reference(compute, "matmul", [a, b], |[a, b]| cpu::matmul_fwd(a, b)),
     }
 }
 
@@ -98,7 +98,9 @@ fn matmul_bwd_a(compute: &Compute, dy: &Tensor, b: &Tensor, a_shape: &Shape) -> 
                 kernels::linear_bwd_input(dev, &dy, &as_weight(dev, &b)?, a_shape)
             })
         }
-        _ => cpu::matmul_bwd_a(dy, b, a_shape),
+        _ => on_reference(compute, "matmul", [dy, b], |[dy, b]| {
+            cpu::matmul_bwd_a(dy, b, a_shape)
+        }),
     }
 }
 
@@ -111,7 +113,9 @@ fn matmul_bwd_b(compute: &Compute, dy: &Tensor, a: &Tensor, b_shape: &Shape) -> 
                 transpose_last2_fwd(dev, &kernels::linear_bwd_weight(dev, &dy, &a)?)
             })
         }
-        _ => cpu::matmul_bwd_b(dy, a, b_shape),
+        _ => on_reference(compute, "matmul", [dy, a], |[dy, a]| {
+            cpu::matmul_bwd_b(dy, a, b_shape)
+        }),
     }
 }
 

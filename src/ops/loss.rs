@@ -15,7 +15,7 @@ use crate::device::cpu::loss::{
 };
 use crate::error::Result;
 use crate::kernels::loss as kernels;
-use crate::ops::dispatch::{on_device, Compute};
+use crate::ops::dispatch::{on_device, on_reference, Compute};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -26,12 +26,15 @@ fn sequence_op(norm: Normalizer) -> &'static str {
     }
 }
 
-/// The reference's checks of `logits [B, S, V]` and `labels [B, S]`, labels included. The kernels
-/// check shapes but turn a bad label into a NaN loss (checking on the device would synchronise);
-/// the labels are on the host here, so the tape keeps the reference's error.
+/// The reference's checks of `logits [B, S, V]` and `labels [B, S]`. Labels still on the host
+/// are checked as the reference does (a cheap scan, no device read). Resident labels were checked
+/// where the batch was built; the kernels turn a bad one into a NaN loss rather than reading back.
 fn check_sequence_labels(op: &'static str, logits: &Tensor, labels: &Tensor) -> Result<()> {
     logits.shape().expect_rank(op, 3)?;
     let (_, classes) = logits_rows_classes(op, logits.shape(), labels.shape())?;
+    if !labels.is_on_host() {
+        return Ok(());
+    }
     check_labels(op, labels.i32_data(op)?, classes, true, |_| true)
 }
 
@@ -125,10 +128,17 @@ impl Tape {
         targets: &Tensor,
         mask: &Tensor,
     ) -> Result<Var> {
-        let y = masked_ce_fwd(logits.value(), targets, mask)?;
+        const OP: &str = "masked_cross_entropy";
+        let compute = self.compute().clone();
+        let y = on_reference(&compute, OP, [logits.value(), targets, mask], |[x, t, m]| {
+            masked_ce_fwd(x, t, m)
+        })?;
         let (x, targets, mask) = (logits.value().clone(), targets.clone(), mask.clone());
-        self.record("masked_cross_entropy", y, &[logits], move |g| {
-            Ok(vec![Some(masked_ce_bwd(g, &x, &targets, &mask)?)])
+        self.record(OP, y, &[logits], move |g| {
+            let dx = on_reference(&compute, OP, [g, &x, &targets, &mask], |[g, x, t, m]| {
+                masked_ce_bwd(g, x, t, m)
+            })?;
+            Ok(vec![Some(dx)])
         })
     }
 

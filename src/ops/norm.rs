@@ -59,7 +59,7 @@ fn norm_fwd(
         }
         Compute::Kernels(dev) => {
             let inputs = (input.terms(), norm.as_ref());
-            let (y, stats) = on_device(dev.as_ref(), inputs, |dev, (terms, norm)| {
+            let (y, stats) = on_device(dev, inputs, |dev, (terms, norm)| {
                 let out = kernels::step_norm_fwd(dev, &refs(&terms), &norm.as_ref())?;
                 Ok((out.y, out.stats))
             })?;
@@ -67,12 +67,11 @@ fn norm_fwd(
             let terms: Vec<Tensor> = input.terms().into_iter().cloned().collect();
             let backward = move |g: &Tensor| {
                 let inputs = (g, terms.iter().collect::<Vec<_>>(), &stats, norm.as_ref());
-                let (dx, affine) =
-                    on_device(dev.as_ref(), inputs, |dev, (g, terms, stats, norm)| {
-                        let grads =
-                            kernels::step_norm_bwd(dev, &g, &refs(&terms), &stats, &norm.as_ref())?;
-                        Ok((grads.dx, grads.affine))
-                    })?;
+                let (dx, affine) = on_device(&dev, inputs, |dev, (g, terms, stats, norm)| {
+                    let grads =
+                        kernels::step_norm_bwd(dev, &g, &refs(&terms), &stats, &norm.as_ref())?;
+                    Ok((grads.dx, grads.affine))
+                })?;
                 Ok(NormGrads { dx, affine })
             };
             Ok((y, Box::new(backward)))

@@ -2,13 +2,13 @@
 //! `rope_2d` (Sotaku, LDT maze).
 //!
 //! On a kernel backend both layouts run on `kernels/rope.cu`; the table's cos and sin are uploaded
-//! on every call (forward and backward), a few KiB at the models' sizes.
+//! once per compute (`Kernels::constant`), not per call.
 
 use crate::device::cpu::rope as cpu;
 use crate::error::{Error, Result};
 use crate::kernels::rope as kernels;
 use crate::kernels::rope::DeviceRopeTable;
-use crate::ops::dispatch::{on_device, Compute};
+use crate::ops::dispatch::{on_device, Compute, Kernels};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -30,14 +30,46 @@ fn rotate(
     match (compute.kernels(), direction) {
         (None, Direction::Forward) => cpu::rope_fwd(x, table),
         (None, Direction::Backward) => cpu::rope_bwd(x, table),
-        (Some(dev), _) => on_device(dev, x, |dev, x| {
-            let table = DeviceRopeTable::upload(dev, table)?;
-            match direction {
-                Direction::Forward => kernels::rope_fwd(dev, &x, &table),
-                Direction::Backward => kernels::rope_bwd(dev, &x, &table),
-            }
-        }),
+        (Some(dev), _) => {
+            let [cos, sin] = resident_table(dev, table)?;
+            on_device(dev, (x, &cos, &sin), |dev, (x, cos, sin)| {
+                let table = DeviceRopeTable {
+                    cos,
+                    sin,
+                    layout: table.layout(),
+                    head_dim: table.head_dim(),
+                    positions: table.positions(),
+                };
+                match direction {
+                    Direction::Forward => kernels::rope_fwd(dev, &x, &table),
+                    Direction::Backward => kernels::rope_bwd(dev, &x, &table),
+                }
+            })
+        }
     }
+}
+
+/// The table's f32 cos and sin on the device, uploaded once per compute and table contents
+/// (a model builds its table once, so a step uploads nothing for it).
+fn resident_table(dev: &Kernels, table: &RopeTable) -> Result<[Tensor; 2]> {
+    let key = format!("rope {:016x}", table.fingerprint());
+    let pair = dev.constant(&key, || {
+        let (cos, sin) = kernels::rope_table_tensors(table)?;
+        concat_flat(&[cos, sin])
+    })?;
+    let shape = [table.positions(), table.head_dim() / 2];
+    let half = pair.numel() / 2;
+    Ok([pair.view(0, shape)?, pair.view(half, shape)?])
+}
+
+/// Two same-length f32 host tensors as one `[2n]` tensor (one constant, one upload).
+fn concat_flat(parts: &[Tensor]) -> Result<Tensor> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend(p.to_vec_f32()?);
+    }
+    let n = all.len();
+    Tensor::from_vec(all, [n])
 }
 
 impl Tape {

@@ -5,13 +5,19 @@
 //! requires a gradient, and `CastedSparseEmbeddingSignSGD_Distributed` applies that gradient to
 //! the touched rows only (`optim::SignSgd`).
 //!
-//! Both run on the CPU reference on every backend for now (`docs/dispatch.md`): the gather is a
-//! row copy with no arithmetic, and the dense backward is not used in training.
+//! On a kernel tape `sparse_embedding` gathers with the embedding lookup kernel;
+//! `sparse_embedding_dense` (for checks, not training) is a counted CPU-reference fallback.
 
-use crate::device::cpu::sparse_embedding::{gather_rows, scatter_add_rows, table_dims};
+use crate::device::cpu::sparse_embedding::{
+    gather_rows, row_indices, scatter_add_rows, table_dims,
+};
 use crate::error::Result;
+use crate::kernels::embedding;
+use crate::ops::dispatch::{on_device, on_reference};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
+
+const OP: &str = "sparse_embedding";
 
 impl Tape {
     /// The rows `table[ids]` (`ids`: i32 `[n]`) as a leaf `[n, D]`, the official `local_weights`:
@@ -19,7 +25,20 @@ impl Tape {
     /// `SignSgd::step` takes with the same `ids`. Under `no_grad` (evaluation) the rows are a
     /// constant. Errors name an id outside the table.
     pub fn sparse_embedding(&self, table: &Tensor, ids: &Tensor) -> Result<Var> {
-        let rows = gather_rows(table, ids)?;
+        let rows = match self.compute().kernels() {
+            None => gather_rows(table, ids)?,
+            Some(dev) => {
+                // The dense lookup kernel is the same gather. Ids still on the host are checked
+                // as the reference does; resident ids were checked where the batch was built.
+                let (num_ids, _) = table_dims(OP, table)?;
+                if ids.is_on_host() {
+                    row_indices(OP, ids, num_ids)?;
+                }
+                on_device(dev, (table, ids), |dev, (table, ids)| {
+                    embedding::embedding_fwd(dev, &ids, &table)
+                })?
+            }
+        };
         Ok(if self.is_recording() {
             self.leaf(rows)
         } else {
@@ -32,11 +51,18 @@ impl Tape {
     /// This is the gradient the sparse update sees, written densely, so it can be checked by
     /// finite differences or used when the table is trained as an ordinary parameter.
     pub fn sparse_embedding_dense(&self, table: &Var, ids: &Tensor) -> Result<Var> {
-        let (num_ids, _) = table_dims("sparse_embedding_dense", table.value())?;
-        let rows = gather_rows(table.value(), ids)?;
+        const DENSE: &str = "sparse_embedding_dense";
+        let (num_ids, _) = table_dims(DENSE, table.value())?;
+        let compute = self.compute().clone();
+        let rows = on_reference(&compute, DENSE, [table.value(), ids], |[t, i]| {
+            gather_rows(t, i)
+        })?;
         let ids = ids.clone();
-        self.record("sparse_embedding_dense", rows, &[table], move |g| {
-            Ok(vec![Some(scatter_add_rows(&ids, g, num_ids)?)])
+        self.record(DENSE, rows, &[table], move |g| {
+            let dtable = on_reference(&compute, DENSE, [&ids, g], |[ids, g]| {
+                scatter_add_rows(ids, g, num_ids)
+            })?;
+            Ok(vec![Some(dtable)])
         })
     }
 }

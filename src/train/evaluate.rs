@@ -96,8 +96,8 @@ pub fn evaluate(
             let right = scores.seq_correct();
             exact[k] += right.iter().filter(|&&r| r).count();
             tokens_right[k] += scores.correct.iter().sum::<usize>();
-            let q_halt = step.output.q_halt.value().to_vec_f32()?;
-            let q_cont = step.output.q_continue.value().to_vec_f32()?;
+            let q_halt = step.output.q_halt.value().to_host()?.to_vec_f32()?;
+            let q_cont = step.output.q_continue.value().to_host()?.to_vec_f32()?;
             for (i, slot) in halt_step.iter_mut().enumerate() {
                 let fires = cfg.q_head_halts(q_halt[i], q_cont[i]);
                 if slot.is_none() && (fires || k + 1 == steps) {

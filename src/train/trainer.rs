@@ -145,7 +145,10 @@ impl Trainer {
         let scaled = tape.scale(&loss.total, 1.0 / b)?;
         let grads = tape.backward(&scaled)?;
         self.params.zero_grad();
-        self.params.accumulate(&grads)?;
+        self.params.accumulate(&self.compute, grads.param_grads())?;
+        // The optimizers run on the host: bring the gradients there (explicit downloads on a
+        // kernel compute, counted by a counting backend).
+        self.params.grads_to_host()?;
 
         // The official loop counts the step before computing its rate, so step 1 of warmup
         // already moves.
@@ -159,8 +162,11 @@ impl Trainer {
             if let Some(g) = grads.get(rows) {
                 self.puzzle_optimizer
                     .set_lr(self.puzzle_schedule.lr(self.step))?;
-                self.puzzle_optimizer
-                    .step(table, &step.carry.data.puzzle_ids, g)?;
+                self.puzzle_optimizer.step(
+                    table,
+                    &step.carry.data.puzzle_ids.to_host()?,
+                    &g.to_host()?,
+                )?;
             }
         }
         if let Some(ema) = &mut self.ema {
@@ -170,7 +176,7 @@ impl Trainer {
         let per = |x: f64| if m.count > 0.0 { x / m.count } else { f64::NAN };
         let report = StepReport {
             step: self.step,
-            loss: scaled.value().item()?,
+            loss: scaled.value().to_host()?.item()?,
             lm_loss: loss.lm_loss / b,
             q_halt_loss: loss.q_halt_loss / b,
             q_continue_loss: loss.q_continue_loss / b,

@@ -352,7 +352,7 @@ pub fn random_rows(
     let block = Tensor::randn([rows.min(RANDOM_ROWS), cols], 1.0, seed, DType::BF16)?;
     // The block holds whole rows, so cycling its bytes repeats rows.
     let bytes: Vec<u8> = block
-        .to_bytes()
+        .to_bytes()?
         .into_iter()
         .cycle()
         .take(rows * cols * DType::BF16.size_in_bytes())

@@ -66,7 +66,7 @@ fn copy_runs(op: &'static str, inputs: &[&Tensor], shape: Shape, runs: &[Run]) -
     let size = dtype.size_in_bytes();
     let mut out = vec![0u8; shape.numel() * size];
     for r in runs {
-        let src = &inputs[r.input].as_bytes()[r.from * size..(r.from + r.len) * size];
+        let src = &inputs[r.input].as_bytes()?[r.from * size..(r.from + r.len) * size];
         out[r.to * size..(r.to + r.len) * size].copy_from_slice(src);
     }
     Tensor::from_bytes(&out, shape, dtype)
@@ -80,7 +80,7 @@ pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
     // plain loops beat the per-element index arithmetic of `gather` (TRM-MLP transposes twice
     // per block).
     // `as_bytes` views storage allocated as the dtype itself, so it is aligned for these casts.
-    let bytes = x.as_bytes();
+    let bytes = x.as_bytes()?;
     let out: Vec<u8> = match x.dtype().size_in_bytes() {
         2 => as_byte_vec(&transpose_items::<u16>(
             bytemuck::cast_slice(bytes),

@@ -42,6 +42,27 @@ pub struct RopeTable {
     sin: Arc<[f64]>,
 }
 
+impl RopeTable {
+    /// A hash of the table's layout, sizes and values: the key under which a kernel compute keeps
+    /// its uploaded copy.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a over the sizes and the bits of every value.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |x: u64| {
+            for b in x.to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(matches!(self.layout, PairLayout::RotateHalf) as u64);
+        eat(self.head_dim as u64);
+        eat(self.positions as u64);
+        for v in self.cos.iter().chain(self.sin.iter()) {
+            eat(v.to_bits());
+        }
+        h
+    }
+}
+
 fn check_theta(op: &'static str, theta: f64) -> Result<()> {
     if !(theta > 0.0 && theta.is_finite()) {
         return Err(Error::arg(

@@ -23,7 +23,6 @@
 //!   A residual could be cuBLASLt's `β·C` term but is not wired: the selection rule keeps every
 //!   fused epilogue on our kernel (docs/kernels.md).
 
-use super::allocator::PooledBlock;
 use super::{libraries, Cuda};
 use crate::device::{DeviceBuffer, DeviceTensor, KernelBackend};
 use crate::dtype::DType;
@@ -306,14 +305,12 @@ impl Drop for CublasLt {
 
 /// The device address of a buffer of the CUDA backend, or an error naming the operand.
 fn pooled(buf: &DeviceBuffer, what: &str) -> Result<u64> {
-    buf.handle::<PooledBlock>()
-        .map(PooledBlock::device_ptr)
-        .ok_or_else(|| {
-            Error::device(
-                BACKEND,
-                format!("{what} is a buffer of another backend, not CUDA memory"),
-            )
-        })
+    super::device_address(buf).ok_or_else(|| {
+        Error::device(
+            BACKEND,
+            format!("{what} is a buffer of another backend, not CUDA memory"),
+        )
+    })
 }
 
 fn status(call: &str, e: CublasError) -> Error {

@@ -4,7 +4,6 @@
 //! the kernel parameter holds (a device address for buffers).
 
 use crate::device::backend::{KernelArg, LaunchConfig};
-use crate::device::cuda::allocator::PooledBlock;
 use crate::device::cuda::cuda_error;
 use crate::error::Result;
 use cudarc::driver::{CudaFunction, CudaStream, LaunchArgs, PushKernelArg};
@@ -34,9 +33,8 @@ pub fn param_values(kernel: &str, args: &[KernelArg<'_>]) -> Result<Vec<ParamVal
                 KernelArg::U64(v) => return Ok(ParamValue::U64(*v)),
                 KernelArg::F32(v) => return Ok(ParamValue::F32(*v)),
             };
-            buffer
-                .handle::<PooledBlock>()
-                .map(|block| ParamValue::DevicePtr(block.device_ptr()))
+            super::device_address(buffer)
+                .map(ParamValue::DevicePtr)
                 .ok_or_else(|| {
                     cuda_error(format!(
                         "{kernel}: argument {i} is a buffer of another backend, not CUDA memory"

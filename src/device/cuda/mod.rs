@@ -35,6 +35,12 @@ pub(crate) fn cuda_error(msg: impl Into<String>) -> Error {
     Error::device("cuda", msg)
 }
 
+/// The device address of a view's first byte, if the buffer is CUDA memory.
+pub(crate) fn device_address(buf: &DeviceBuffer) -> Option<u64> {
+    buf.handle::<PooledBlock>()
+        .map(|block| block.device_ptr() + buf.offset_bytes() as u64)
+}
+
 /// What `recur info` says about a GPU.
 #[derive(Clone, Debug)]
 pub struct DeviceFacts {
@@ -138,8 +144,8 @@ impl Cuda {
         self.allocator.cached_bytes()
     }
 
-    fn block<'a>(&self, buf: &'a DeviceBuffer) -> Result<&'a PooledBlock> {
-        buf.handle::<PooledBlock>()
+    fn address(&self, buf: &DeviceBuffer) -> Result<u64> {
+        device_address(buf)
             .ok_or_else(|| cuda_error("a buffer of another backend was given to CUDA"))
     }
 
@@ -159,13 +165,12 @@ impl KernelBackend for Cuda {
     }
 
     fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
-        let mut buf = self.alloc(bytes.len())?;
+        let buf = self.alloc(bytes.len())?;
         if !bytes.is_empty() {
-            let block = buf
-                .handle_mut::<PooledBlock>()
-                .expect("allocated by this backend");
-            let mut dst = block.slice_mut().slice_mut(0..bytes.len());
-            let copied = self.stream.memcpy_htod(bytes, &mut dst);
+            let dst = self.address(&buf)?;
+            // Safety: `dst` holds `bytes.len()` bytes (just allocated). `bytes` is pageable, so the
+            // driver returns only once it has staged the source: the caller may drop it at once.
+            let copied = unsafe { driver::memcpy_htod_async(dst, bytes, self.stream.cu_stream()) };
             self.driver_call("copying to the device", copied)?;
         }
         Ok(buf)
@@ -174,12 +179,39 @@ impl KernelBackend for Cuda {
     fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
         let mut host = vec![0u8; buf.len_bytes()];
         if !host.is_empty() {
-            let src = self.block(buf)?.slice().slice(0..host.len());
-            let copied = self.stream.memcpy_dtoh(&src, &mut host);
+            let src = self.address(buf)?;
+            // Safety: `src` holds `host.len()` bytes (the view's length); we synchronise before
+            // `host` is read or dropped.
+            let copied =
+                unsafe { driver::memcpy_dtoh_async(&mut host, src, self.stream.cu_stream()) };
             self.driver_call("copying from the device", copied)?;
         }
         self.synchronize()?;
         Ok(host)
+    }
+
+    fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
+        if buf.len_bytes() == 0 {
+            return Ok(());
+        }
+        let dst = self.address(buf)?;
+        // Safety: the view's bytes lie inside its live allocation.
+        let set =
+            unsafe { driver::memset_d8_async(dst, byte, buf.len_bytes(), self.stream.cu_stream()) };
+        self.driver_call("setting device memory", set)
+    }
+
+    fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
+        crate::device::backend::expect_same_length("cuda copy", dst, src)?;
+        if src.len_bytes() == 0 {
+            return Ok(());
+        }
+        let (to, from) = (self.address(dst)?, self.address(src)?);
+        // Safety: both views lie inside live allocations of `len_bytes` bytes.
+        let copied = unsafe {
+            driver::memcpy_dtod_async(to, from, src.len_bytes(), self.stream.cu_stream())
+        };
+        self.driver_call("copying on the device", copied)
     }
 
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {

@@ -38,12 +38,12 @@ impl Marshalled {
                 KernelArg::In(buf) => {
                     let mem = buf.handle::<HostMemory>().ok_or_else(foreign)?;
                     // The kernel only reads through this pointer (the launcher's contract).
-                    let ptr = mem.device_ptr().cast_mut().cast();
+                    let ptr = mem.device_ptr(buf.offset_bytes()).cast();
                     (Value { ptr }, size_of::<*mut c_void>())
                 }
                 KernelArg::Out(buf) => {
-                    let mem = buf.handle_mut::<HostMemory>().ok_or_else(foreign)?;
-                    let ptr = mem.device_ptr_mut().cast();
+                    let mem = buf.handle::<HostMemory>().ok_or_else(foreign)?;
+                    let ptr = mem.device_ptr(buf.offset_bytes()).cast();
                     (Value { ptr }, size_of::<*mut c_void>())
                 }
                 KernelArg::I32(v) => (Value { i32: *v }, 4),

@@ -12,7 +12,9 @@ mod args;
 mod ffi;
 mod memory;
 
-use crate::device::backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use crate::device::backend::{
+    expect_same_length, DeviceBuffer, KernelArg, KernelBackend, LaunchConfig,
+};
 use crate::error::{Error, Result};
 use memory::HostMemory;
 
@@ -71,7 +73,7 @@ impl KernelBackend for Emu {
     }
 
     fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
-        Ok(Emu::memory(buf)?.bytes().to_vec())
+        Ok(Emu::memory(buf)?.read(buf.offset_bytes(), buf.len_bytes()))
     }
 
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
@@ -92,5 +94,20 @@ impl KernelBackend for Emu {
 
     fn synchronize(&self) -> Result<()> {
         Ok(()) // launches run to completion before they return
+    }
+
+    fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
+        let mem = Emu::memory(buf)?;
+        // SAFETY: launches run to completion before they return, so none is running now.
+        unsafe { mem.fill(buf.offset_bytes(), buf.len_bytes(), byte) };
+        Ok(())
+    }
+
+    fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
+        expect_same_length("emu copy", dst, src)?;
+        let bytes = Emu::memory(src)?.read(src.offset_bytes(), src.len_bytes());
+        // SAFETY: as in `memset`.
+        unsafe { Emu::memory(dst)?.write(dst.offset_bytes(), &bytes) };
+        Ok(())
     }
 }

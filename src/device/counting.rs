@@ -1,0 +1,151 @@
+//! `Counting`: a wrapper backend that writes down what crosses it (launches by name with the
+//! bytes their buffers hold, uploads and downloads with bytes, synchronisations, allocations,
+//! memsets, device copies and CPU fallbacks) and passes everything on to the backend inside.
+//!
+//! It is how tests prove that an op on resident inputs moves nothing, and how `recur profile`
+//! sees the cost of a training step.
+
+use crate::device::backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use crate::error::Result;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// One kernel launch as the counter saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    pub name: String,
+    pub config: LaunchConfig,
+    /// Bytes of the buffers passed as inputs (`KernelArg::In`).
+    pub bytes_in: usize,
+    /// Bytes of the buffers passed as outputs (`KernelArg::Out`).
+    pub bytes_out: usize,
+}
+
+/// What crossed the backend since the counts were last taken.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts {
+    pub launches: Vec<Launch>,
+    pub uploads: usize,
+    pub upload_bytes: usize,
+    pub downloads: usize,
+    pub download_bytes: usize,
+    pub syncs: usize,
+    pub allocs: usize,
+    pub alloc_bytes: usize,
+    pub memsets: usize,
+    pub copies: usize,
+    /// Ops that ran the CPU reference on a kernel compute, in order.
+    pub fallbacks: Vec<&'static str>,
+}
+
+impl Counts {
+    /// The launched kernels' names, in launch order.
+    pub fn kernel_names(&self) -> Vec<String> {
+        self.launches.iter().map(|l| l.name.clone()).collect()
+    }
+
+    /// How many times each kernel was launched.
+    pub fn launch_multiset(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for l in &self.launches {
+            *m.entry(l.name.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// True when nothing moved between host and device and nothing waited or fell back.
+    pub fn moved_nothing(&self) -> bool {
+        self.uploads == 0 && self.downloads == 0 && self.syncs == 0 && self.fallbacks.is_empty()
+    }
+}
+
+pub struct Counting {
+    inner: Arc<dyn KernelBackend>,
+    counts: Mutex<Counts>,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn KernelBackend>) -> Arc<Counting> {
+        Arc::new(Counting {
+            inner,
+            counts: Mutex::default(),
+        })
+    }
+
+    /// The counts since the last `take`, which starts a new count.
+    pub fn take(&self) -> Counts {
+        std::mem::take(&mut *self.lock())
+    }
+
+    /// A copy of the counts so far.
+    pub fn peek(&self) -> Counts {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl KernelBackend for Counting {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        let mut c = self.lock();
+        c.allocs += 1;
+        c.alloc_bytes += bytes;
+        drop(c);
+        self.inner.alloc(bytes)
+    }
+    fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        let mut c = self.lock();
+        c.uploads += 1;
+        c.upload_bytes += bytes.len();
+        drop(c);
+        self.inner.upload(bytes)
+    }
+    fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
+        let mut c = self.lock();
+        c.downloads += 1;
+        c.download_bytes += buf.len_bytes();
+        drop(c);
+        self.inner.download(buf)
+    }
+    fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
+        let (mut bytes_in, mut bytes_out) = (0, 0);
+        for arg in args.iter() {
+            match arg {
+                KernelArg::In(b) => bytes_in += b.len_bytes(),
+                KernelArg::Out(b) => bytes_out += b.len_bytes(),
+                _ => {}
+            }
+        }
+        self.lock().launches.push(Launch {
+            name: name.to_string(),
+            config: cfg,
+            bytes_in,
+            bytes_out,
+        });
+        self.inner.launch(name, cfg, args)
+    }
+    fn synchronize(&self) -> Result<()> {
+        self.lock().syncs += 1;
+        self.inner.synchronize()
+    }
+    fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
+        self.lock().memsets += 1;
+        self.inner.memset(buf, byte)
+    }
+    fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
+        self.lock().copies += 1;
+        self.inner.copy(dst, src)
+    }
+    fn note_fallback(&self, op: &'static str) {
+        self.lock().fallbacks.push(op);
+        self.inner.note_fallback(op);
+    }
+    fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.inner.time_ms(work)
+    }
+}
