@@ -584,8 +584,8 @@ fn check_rope(dev: &Arc<Recording>) {
             let x = randn(dims.to_vec(), 1.0, seed + k as u64, dt);
             OpCheck::new(format!("rope_1d {dims:?} {dt}"), vec![x])
                 .launches(kernels(&["rope_fwd"], dt), kernels(&["rope_bwd"], dt))
-                // The table is a constant uploaded on its first use by a compute, then reused.
-                .host_inputs(1)
+                // The table (cos and sin) is a constant uploaded on its first use by a compute, then reused.
+                .host_inputs(2)
                 .run(dev, seed, |t, v| Ok(vec![t.rope_1d(&v[0], &table)?]));
         }
         // Sotaku's 9 × 9 grid, 2D interleaved pairs.
@@ -593,7 +593,7 @@ fn check_rope(dev: &Arc<Recording>) {
         let x = randn([2, 81, 2, 32], 1.0, seed + 7, dt);
         OpCheck::new(format!("rope_2d 9×9 {dt}"), vec![x])
             .launches(kernels(&["rope_fwd"], dt), kernels(&["rope_bwd"], dt))
-            .host_inputs(1)
+            .host_inputs(2)
             .run(dev, seed, |t, v| {
                 Ok(vec![t.rope_2d(&v[0], &rows, &cols, 10.0)?])
             });

@@ -96,10 +96,6 @@ impl DeviceBuffer {
             bytes,
         })
     }
-    /// Whether both views share one allocation.
-    pub fn same_allocation(&self, other: &DeviceBuffer) -> bool {
-        Arc::ptr_eq(&self.alloc, &other.alloc)
-    }
     /// The backend's handle to the whole allocation, if it is of type `T`. Add `offset_bytes`
     /// to its address for this view's first byte.
     pub fn handle<T: 'static>(&self) -> Option<&T> {

@@ -7,7 +7,6 @@
 
 use crate::device::backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 use crate::error::Result;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// One kernel launch as the counter saw it.
@@ -43,20 +42,6 @@ impl Counts {
     pub fn kernel_names(&self) -> Vec<String> {
         self.launches.iter().map(|l| l.name.clone()).collect()
     }
-
-    /// How many times each kernel was launched.
-    pub fn launch_multiset(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for l in &self.launches {
-            *m.entry(l.name.clone()).or_insert(0) += 1;
-        }
-        m
-    }
-
-    /// True when nothing moved between host and device and nothing waited or fell back.
-    pub fn moved_nothing(&self) -> bool {
-        self.uploads == 0 && self.downloads == 0 && self.syncs == 0 && self.fallbacks.is_empty()
-    }
 }
 
 pub struct Counting {
@@ -75,11 +60,6 @@ impl Counting {
     /// The counts since the last `take`, which starts a new count.
     pub fn take(&self) -> Counts {
         std::mem::take(&mut *self.lock())
-    }
-
-    /// A copy of the counts so far.
-    pub fn peek(&self) -> Counts {
-        self.lock().clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {

@@ -76,22 +76,6 @@ impl DeviceTensor {
         Tensor::from_device(self.buf, self.shape, self.dtype, backend.clone())
     }
 
-    /// The same memory under another shape with the same element count.
-    pub fn reshaped(&self, shape: impl Into<Shape>) -> Result<DeviceTensor> {
-        let shape = shape.into();
-        if shape.numel() != self.numel() {
-            return Err(Error::shape(
-                "DeviceTensor::reshaped",
-                format!("cannot view {} as {shape}", self.shape),
-            ));
-        }
-        Ok(DeviceTensor {
-            buf: self.buf.clone(),
-            shape,
-            dtype: self.dtype,
-        })
-    }
-
     pub fn shape(&self) -> &Shape {
         &self.shape
     }

@@ -53,23 +53,13 @@ fn rotate(
 /// (a model builds its table once, so a step uploads nothing for it).
 fn resident_table(dev: &Kernels, table: &RopeTable) -> Result<[Tensor; 2]> {
     let key = format!("rope {:016x}", table.fingerprint());
-    let pair = dev.constant(&key, || {
-        let (cos, sin) = kernels::rope_table_tensors(table)?;
-        concat_flat(&[cos, sin])
+    let cos = dev.constant(&format!("{key} cos"), || {
+        Ok(kernels::rope_table_tensors(table)?.0)
     })?;
-    let shape = [table.positions(), table.head_dim() / 2];
-    let half = pair.numel() / 2;
-    Ok([pair.view(0, shape)?, pair.view(half, shape)?])
-}
-
-/// Two same-length f32 host tensors as one `[2n]` tensor (one constant, one upload).
-fn concat_flat(parts: &[Tensor]) -> Result<Tensor> {
-    let mut all = Vec::new();
-    for p in parts {
-        all.extend(p.to_vec_f32()?);
-    }
-    let n = all.len();
-    Tensor::from_vec(all, [n])
+    let sin = dev.constant(&format!("{key} sin"), || {
+        Ok(kernels::rope_table_tensors(table)?.1)
+    })?;
+    Ok([cos, sin])
 }
 
 impl Tape {

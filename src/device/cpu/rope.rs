@@ -40,27 +40,26 @@ pub struct RopeTable {
     /// `cos[p·hd/2 + j]` for position `p`, pair `j`; the same for `sin`.
     cos: Arc<[f64]>,
     sin: Arc<[f64]>,
+    /// A hash of all of the above, computed once: the key under which a kernel compute keeps
+    /// its uploaded copy.
+    fingerprint: u64,
 }
 
-impl RopeTable {
-    /// A hash of the table's layout, sizes and values: the key under which a kernel compute keeps
-    /// its uploaded copy.
-    pub fn fingerprint(&self) -> u64 {
-        // FNV-1a over the sizes and the bits of every value.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |x: u64| {
-            for b in x.to_le_bytes() {
-                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        eat(matches!(self.layout, PairLayout::RotateHalf) as u64);
-        eat(self.head_dim as u64);
-        eat(self.positions as u64);
-        for v in self.cos.iter().chain(self.sin.iter()) {
-            eat(v.to_bits());
+/// FNV-1a over the layout, sizes and the bits of every value of a table.
+fn fingerprint_of(layout: PairLayout, head_dim: usize, positions: usize, values: &[&[f64]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        for b in x.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
         }
-        h
+    };
+    eat(matches!(layout, PairLayout::RotateHalf) as u64);
+    eat(head_dim as u64);
+    eat(positions as u64);
+    for v in values.iter().flat_map(|v| v.iter()) {
+        eat(v.to_bits());
     }
+    h
 }
 
 fn check_theta(op: &'static str, theta: f64) -> Result<()> {
@@ -142,13 +141,21 @@ impl RopeTable {
         let angles: Vec<f64> = (0..positions * half)
             .map(|e| angle(e / half, e % half))
             .collect();
+        let cos: Arc<[f64]> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Arc<[f64]> = angles.iter().map(|a| a.sin()).collect();
         RopeTable {
+            fingerprint: fingerprint_of(layout, head_dim, positions, &[&cos, &sin]),
             layout,
             head_dim,
             positions,
-            cos: angles.iter().map(|a| a.cos()).collect(),
-            sin: angles.iter().map(|a| a.sin()).collect(),
+            cos,
+            sin,
         }
+    }
+
+    /// A hash of the table's layout, sizes and values (see the field).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn layout(&self) -> PairLayout {
