@@ -1,8 +1,17 @@
 //! Named parameters. Names are the official PyTorch state-dict names (`L_level.layers.0.mlp.
 //! gate_up_proj.weight`, ...), so checkpoints map one to one.
+//!
+//! On the host each parameter owns its tensor. On a kernel backend (`make_resident`) they live in
+//! arenas, as llm.c keeps them: every value in one f32 device allocation and every gradient in a
+//! second with the same layout, each parameter a view at its offset. The names, shapes and
+//! offsets stay on the host. So `zero_grad` is one memset, gradients are added in place, and an
+//! optimizer steps every parameter with one launch over the arena.
 
-use crate::device::compute::Compute;
+use crate::device::compute::{Compute, Kernels};
+use crate::device::DeviceTensor;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::kernels::elementwise::add_fwd_into;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
 
@@ -22,6 +31,29 @@ pub struct Param {
 pub struct Params {
     list: Vec<Param>,
     by_name: HashMap<String, usize>,
+    /// The device arenas, once `make_resident` put the parameters on a kernel backend.
+    arena: Option<Arena>,
+}
+
+/// The device memory of resident parameters: values and gradients, f32, one allocation each,
+/// parameter `i` at element `offsets[i]` of both.
+#[derive(Clone)]
+pub struct Arena {
+    pub kernels: Kernels,
+    pub values: Tensor,
+    /// Absent for a copy that never takes gradients (an EMA shadow).
+    pub grads: Option<Tensor>,
+    pub offsets: Vec<usize>,
+}
+
+impl Arena {
+    /// Total elements of the arena.
+    pub fn len(&self) -> usize {
+        self.values.numel()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Params {
@@ -39,6 +71,12 @@ impl Params {
                 format!("duplicate parameter name {name:?}"),
             ));
         }
+        if self.arena.is_some() {
+            return Err(Error::arg(
+                "Params::add",
+                format!("cannot add {name:?}: the parameters are already resident on a device"),
+            ));
+        }
         self.by_name.insert(name.clone(), self.list.len());
         self.list.push(Param {
             name,
@@ -50,6 +88,10 @@ impl Params {
 
     pub fn id(&self, name: &str) -> Option<ParamId> {
         self.by_name.get(name).map(|&i| ParamId(i))
+    }
+    /// The position of `id` in parameter order (its slot in `Arena::offsets`).
+    pub fn index(&self, id: ParamId) -> usize {
+        id.0
     }
     pub fn get(&self, id: ParamId) -> &Param {
         &self.list[id.0]
@@ -80,37 +122,156 @@ impl Params {
         self.list.iter().map(|p| p.value.numel()).sum()
     }
 
-    /// Forgets every accumulated gradient.
-    pub fn zero_grad(&mut self) {
+    /// The device arenas, when resident.
+    pub fn arena(&self) -> Option<&Arena> {
+        self.arena.as_ref()
+    }
+
+    /// Moves every parameter into device arenas on `compute` (nothing on the CPU): one upload of
+    /// all values, and a gradient arena, zeroed. Values must be f32 (the master weights). Values
+    /// that are already device views are brought back first, so this also rebuilds the arena
+    /// after a checkpoint replaced some values with host tensors.
+    pub fn make_resident(&mut self, compute: &Compute) -> Result<()> {
+        self.resident(compute, true)
+    }
+
+    /// `make_resident` without a gradient arena, for values that never take gradients (an EMA
+    /// shadow).
+    pub fn make_resident_values(&mut self, compute: &Compute) -> Result<()> {
+        self.resident(compute, false)
+    }
+
+    fn resident(&mut self, compute: &Compute, with_grads: bool) -> Result<()> {
+        let Some(kernels) = compute.kernels() else {
+            return Ok(());
+        };
+        let backend = kernels.backend();
+        let (host, offsets) = self.packed_values()?;
+        let values = host.to_device(backend)?;
+        let grads = if with_grads {
+            let mut grads = DeviceTensor::uninit(backend.as_ref(), [values.numel()], DType::F32)?;
+            kernels.memset(&mut grads.buf, 0)?;
+            Some(grads.into_tensor(backend)?)
+        } else {
+            None
+        };
+        self.install(Arena {
+            kernels: kernels.clone(),
+            values,
+            grads,
+            offsets,
+        })
+    }
+
+    /// A second set of the same parameters in new device memory, copied device to device, with
+    /// no gradient arena (what an EMA shadow needs). Errors unless resident.
+    pub fn resident_copy(&self) -> Result<Params> {
+        let arena = self.arena.as_ref().ok_or_else(|| {
+            Error::arg("Params::resident_copy", "the parameters are not resident")
+        })?;
+        let kernels = &arena.kernels;
+        let mut copy = DeviceTensor::uninit(kernels.backend().as_ref(), [arena.len()], DType::F32)?;
+        let source = DeviceTensor::borrow(&arena.values).expect("arena values are on the device");
+        kernels.copy(&mut copy.buf, &source.buf)?;
+        let mut out = Params {
+            list: self.list.clone(),
+            by_name: self.by_name.clone(),
+            arena: None,
+        };
+        for p in &mut out.list {
+            p.grad = None;
+        }
+        out.install(Arena {
+            kernels: kernels.clone(),
+            values: copy.into_tensor(kernels.backend())?,
+            grads: None,
+            offsets: arena.offsets.clone(),
+        })?;
+        Ok(out)
+    }
+
+    /// Every value on the host, back to back in parameter order, as one f32 tensor, and each
+    /// parameter's offset in it.
+    fn packed_values(&self) -> Result<(Tensor, Vec<usize>)> {
+        let mut all = Vec::with_capacity(self.num_elements());
+        let mut offsets = Vec::with_capacity(self.list.len());
+        for p in &self.list {
+            if p.value.dtype() != DType::F32 {
+                return Err(Error::DType {
+                    op: "Params::make_resident",
+                    expected: "f32 master weights",
+                    got: p.value.dtype(),
+                });
+            }
+            offsets.push(all.len());
+            all.extend(p.value.to_host()?.to_vec_f32()?);
+        }
+        let n = all.len();
+        Ok((Tensor::from_vec(all, [n])?, offsets))
+    }
+
+    /// Points every value at its view of `arena` and forgets the gradients.
+    fn install(&mut self, arena: Arena) -> Result<()> {
+        for (p, &offset) in self.list.iter_mut().zip(&arena.offsets) {
+            p.value = arena.values.view(offset, p.value.shape().clone())?;
+            p.grad = None;
+        }
+        self.arena = Some(arena);
+        Ok(())
+    }
+
+    /// Forgets every accumulated gradient (resident: one memset of the gradient arena).
+    pub fn zero_grad(&mut self) -> Result<()> {
         for p in &mut self.list {
             p.grad = None;
         }
-    }
-
-    /// Moves every accumulated gradient to the host (a download each for device gradients).
-    pub fn grads_to_host(&mut self) -> Result<()> {
-        for p in &mut self.list {
-            if let Some(g) = &p.grad {
-                p.grad = Some(g.to_host()?);
-            }
+        if let Some(Arena {
+            kernels,
+            grads: Some(grads),
+            ..
+        }) = &self.arena
+        {
+            let mut buf = DeviceTensor::borrow(grads).expect("arena gradients are on the device");
+            kernels.memset(&mut buf.buf, 0)?;
         }
         Ok(())
     }
 
     /// Adds the gradients of one backward pass (`Gradients::param_grads`) to the accumulated
-    /// ones, on `compute` (where the gradients live).
+    /// ones, on `compute` (where the gradients live). Resident parameters add them in place into
+    /// the gradient arena (which `zero_grad` zeroed), one launch each.
     pub fn accumulate<'a>(
         &mut self,
         compute: &Compute,
         grads: impl IntoIterator<Item = (ParamId, &'a Tensor)>,
     ) -> Result<()> {
+        const OP: &str = "Params::accumulate";
         for (id, g) in grads {
             let p = &mut self.list[id.0];
-            p.value.shape().expect_eq("Params::accumulate", g.shape())?;
-            p.grad = Some(match p.grad.take() {
-                None => g.clone(),
-                Some(acc) => compute.add(&acc, g)?,
-            });
+            p.value.shape().expect_eq(OP, g.shape())?;
+            match &self.arena {
+                Some(arena) => {
+                    let grads = arena.grads.as_ref().ok_or_else(|| {
+                        Error::arg(
+                            OP,
+                            format!("{:?} belongs to a copy that takes no gradients", p.name),
+                        )
+                    })?;
+                    let acc = grads.view(arena.offsets[id.0], p.value.shape().clone())?;
+                    let resident = arena.kernels.resident(g)?;
+                    let mut out =
+                        DeviceTensor::borrow(&acc).expect("arena gradients are on the device");
+                    let sum = out.clone();
+                    add_fwd_into(arena.kernels.backend().as_ref(), &sum, &resident, &mut out)?;
+                    p.grad = Some(acc);
+                }
+                None => {
+                    p.grad = Some(match p.grad.take() {
+                        None => g.clone(),
+                        Some(acc) => compute.add(&acc, g)?,
+                    });
+                }
+            }
         }
         Ok(())
     }

@@ -3,10 +3,11 @@
 //! the reference's f32 arithmetic, so they agree to a few ulps (fused multiply-adds and the GPU's
 //! atan2f are the only differences); the bound is the DESIGN f32 tolerance, 1e-5.
 
+use recur::device::cpu::optim::{sign_sgd_scalars, AdamCoefficients, AdamHyper};
 use recur::device::{DeviceTensor, KernelBackend};
 use recur::kernels::embedding::sparse_embedding_bwd;
-use recur::kernels::optim::{self as k, AdamTensors};
-use recur::optim::{AdamAtan2, AdamAtan2Config, AdamW, AdamWConfig, Ema, SignSgd};
+use recur::kernels::optim::{self as k, AdamKind, AdamTensors};
+use recur::optim::{AdamAtan2, AdamAtan2Config, AdamConfig, AdamW, AdamWConfig, Ema, SignSgd};
 use recur::testing::rel_l2;
 use recur::{DType, Params, Tensor};
 
@@ -108,6 +109,27 @@ fn run_adam(
     }
 }
 
+/// The step's scalars in device memory, as the kernels read them.
+fn scalars(dev: &dyn KernelBackend, values: &[f32]) -> DeviceTensor {
+    DeviceTensor::upload(
+        dev,
+        &Tensor::from_vec(values.to_vec(), [values.len()]).unwrap(),
+    )
+    .unwrap()
+}
+
+/// One kernel Adam step of `kind` at step count `step`.
+fn kernel_adam_step(
+    dev: &dyn KernelBackend,
+    kind: AdamKind,
+    h: &AdamHyper,
+    step: u64,
+    t: AdamTensors<'_>,
+) {
+    let s = scalars(dev, &AdamCoefficients::<f32>::new(h, step).kernel_scalars());
+    k::adam_step(dev, kind, &s, t).unwrap()
+}
+
 fn check_adam_atan2(dev: &dyn KernelBackend) {
     // The HRM/TRM recipe, with a large enough lr that the steps are visible in f32.
     let config = AdamAtan2Config {
@@ -120,7 +142,7 @@ fn check_adam_atan2(dev: &dyn KernelBackend) {
         dev,
         "AdamAtan2",
         || Reference::Atan2(AdamAtan2::new(config).unwrap()),
-        &|dev, step, t| k::adam_atan2_step(dev, &config, step, t).unwrap(),
+        &|dev, step, t| kernel_adam_step(dev, AdamKind::Atan2, &config.hyper(), step, t),
     );
 }
 recur::kernel_test!(adam_atan2, super::check_adam_atan2);
@@ -134,7 +156,7 @@ fn check_adamw(dev: &dyn KernelBackend) {
         dev,
         "AdamW",
         || Reference::W(AdamW::new(config).unwrap()),
-        &|dev, step, t| k::adamw_step(dev, &config, step, t).unwrap(),
+        &|dev, step, t| kernel_adam_step(dev, AdamKind::W, &config.hyper(), step, t),
     );
 }
 recur::kernel_test!(adamw, super::check_adamw);
@@ -186,7 +208,8 @@ fn check_sign_sgd(dev: &dyn KernelBackend) {
                 let ids_d = DeviceTensor::upload(dev, &ids).unwrap();
                 let rows_d = DeviceTensor::upload(dev, &rows).unwrap();
                 let sums = sparse_embedding_bwd(dev, &ids_d, &rows_d).unwrap();
-                k::sign_sgd_step(dev, &opt, &mut table_d, &sums).unwrap();
+                let s = scalars(dev, &opt.kernel_scalars());
+                k::sign_sgd_step(dev, &s, &mut table_d, &sums).unwrap();
             }
             check(
                 &format!("{what} after {STEPS} steps"),
@@ -202,49 +225,44 @@ recur::kernel_test!(sign_sgd, super::check_sign_sgd);
 
 fn check_optim_errors(dev: &dyn KernelBackend) {
     let up = |n: usize, dtype| DeviceTensor::upload(dev, &Tensor::zeros([n], dtype)).unwrap();
-    let config = AdamAtan2Config::default();
+    let good = scalars(dev, &[0.0; k::ADAM_SCALARS]);
     let (mut p, mut m, mut v) = (up(4, DType::F32), up(4, DType::F32), up(4, DType::F32));
     let grad = up(4, DType::F32);
-    let mut step = |step: u64, p: &mut DeviceTensor, g: &DeviceTensor, m: &mut DeviceTensor| {
-        let t = AdamTensors {
-            param: p,
-            grad: g,
-            exp_avg: m,
-            exp_avg_sq: &mut v,
+    let mut step =
+        |s: &DeviceTensor, p: &mut DeviceTensor, g: &DeviceTensor, m: &mut DeviceTensor| {
+            let t = AdamTensors {
+                param: p,
+                grad: g,
+                exp_avg: m,
+                exp_avg_sq: &mut v,
+            };
+            k::adam_step(dev, AdamKind::Atan2, s, t)
         };
-        k::adam_atan2_step(dev, &config, step, t)
-    };
-    // Step 0, a gradient of another shape or an integer dtype, a bf16 parameter or moment.
-    assert!(step(0, &mut p, &grad, &mut m).is_err());
-    assert!(step(1, &mut p, &up(5, DType::F32), &mut m).is_err());
-    assert!(step(1, &mut p, &up(4, DType::I32), &mut m).is_err());
-    assert!(step(1, &mut up(4, DType::BF16), &grad, &mut m).is_err());
-    assert!(step(1, &mut p, &grad, &mut up(4, DType::BF16)).is_err());
-    // Invalid hyperparameters.
-    let bad = AdamWConfig {
-        beta1: 1.0,
-        ..AdamWConfig::default()
-    };
-    let t = AdamTensors {
-        param: &mut p,
-        grad: &grad,
-        exp_avg: &mut m,
-        exp_avg_sq: &mut up(4, DType::F32),
-    };
-    assert!(k::adamw_step(dev, &bad, 1, t).is_err());
+    // Scalars of the wrong count or dtype, a gradient of another shape or an integer dtype, a
+    // bf16 parameter or moment.
+    assert!(step(&up(5, DType::F32), &mut p, &grad, &mut m).is_err());
+    assert!(step(&up(6, DType::BF16), &mut p, &grad, &mut m).is_err());
+    assert!(step(&good, &mut p, &up(5, DType::F32), &mut m).is_err());
+    assert!(step(&good, &mut p, &up(4, DType::I32), &mut m).is_err());
+    assert!(step(&good, &mut up(4, DType::BF16), &grad, &mut m).is_err());
+    assert!(step(&good, &mut p, &grad, &mut up(4, DType::BF16)).is_err());
+    assert!(step(&good, &mut p, &grad, &mut m).is_ok());
     // EMA: μ = 1, shapes or dtypes that differ.
     let param = up(4, DType::F32);
     assert!(k::ema_update(dev, 1.0, &mut up(4, DType::F32), &param).is_err());
     assert!(k::ema_update(dev, 0.9, &mut up(5, DType::F32), &param).is_err());
     assert!(k::ema_update(dev, 0.9, &mut up(4, DType::BF16), &up(4, DType::BF16)).is_err());
-    // Sign-SGD: a table of another width or dtype than the sums.
+    // Sign-SGD: a table of another width or dtype than the sums, scalars of the wrong count.
     let ids = DeviceTensor::upload(dev, &Tensor::from_vec(vec![0i32, 1], [2]).unwrap()).unwrap();
     let rows = DeviceTensor::upload(dev, &Tensor::zeros([2, 3], DType::F32)).unwrap();
     let sums = sparse_embedding_bwd(dev, &ids, &rows).unwrap();
-    let opt = SignSgd::new(1e-2, 0.0).unwrap();
+    let s = scalars(dev, &sign_sgd_scalars(1e-2, 0.0));
     let mut table = DeviceTensor::upload(dev, &Tensor::zeros([4, 5], DType::F32)).unwrap();
-    assert!(k::sign_sgd_step(dev, &opt, &mut table, &sums).is_err());
+    assert!(k::sign_sgd_step(dev, &s, &mut table, &sums).is_err());
     let mut table = DeviceTensor::upload(dev, &Tensor::zeros([4, 3], DType::BF16)).unwrap();
-    assert!(k::sign_sgd_step(dev, &opt, &mut table, &sums).is_err());
+    assert!(k::sign_sgd_step(dev, &s, &mut table, &sums).is_err());
+    let mut table = DeviceTensor::upload(dev, &Tensor::zeros([4, 3], DType::F32)).unwrap();
+    assert!(k::sign_sgd_step(dev, &up(3, DType::F32), &mut table, &sums).is_err());
+    assert!(k::sign_sgd_step(dev, &s, &mut table, &sums).is_ok());
 }
 recur::kernel_test!(optim_errors, super::check_optim_errors);

@@ -80,7 +80,7 @@ fn named_params_accumulate_across_bindings_and_passes_and_zero() {
     }
     let grad = params.get(w).grad.as_ref().unwrap().to_vec_f64().unwrap();
     assert_eq!(grad, [8.0, 12.0]);
-    params.zero_grad();
+    params.zero_grad().unwrap();
     assert!(params.get(w).grad.is_none());
 }
 

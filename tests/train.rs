@@ -15,6 +15,10 @@ use std::process::Command;
 
 /// A small run: 4x4 puzzles, hidden 64 (head dim 32, which the attention kernel supports).
 fn small_config(extra: &[&str]) -> RunConfig {
+    small_config_of("trm-cpu", extra)
+}
+
+fn small_config_of(preset: &str, extra: &[&str]) -> RunConfig {
     let mut overrides: Vec<String> = [
         "data.size=4",
         "train_puzzles=64",
@@ -31,18 +35,28 @@ fn small_config(extra: &[&str]) -> RunConfig {
     .map(|s| s.to_string())
     .collect();
     overrides.extend(extra.iter().map(|s| s.to_string()));
-    RunConfig::load("trm-cpu", &overrides).unwrap()
+    RunConfig::load(preset, &overrides).unwrap()
 }
 
 fn trainer(cfg: RunConfig) -> Trainer {
-    let data = dataset::build(&cfg.data).unwrap();
-    Trainer::new(cfg, data, Compute::Cpu).unwrap()
+    trainer_on(cfg, Compute::Cpu)
 }
 
+fn trainer_on(cfg: RunConfig, compute: Compute) -> Trainer {
+    let data = dataset::build(&cfg.data).unwrap();
+    Trainer::new(cfg, data, compute).unwrap()
+}
+
+/// Every parameter's bytes, read on the host (a download for resident parameters).
 fn values(params: &Params) -> Vec<(String, Vec<u8>)> {
     params
         .iter()
-        .map(|p| (p.name.clone(), p.value.to_bytes().unwrap()))
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.value.to_host().unwrap().to_bytes().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -169,6 +183,104 @@ mod training_step_matches_cpu {
         match Compute::cuda() {
             Ok(_) => check_training_step_matches_cpu(|| Compute::cuda().unwrap()),
             Err(e) => recur::testing::skip_cuda(module_path!(), e),
+        }
+    }
+}
+
+/// Whole training steps with the state resident on the kernels (parameter, gradient, moment and
+/// EMA arenas, the puzzle table) against the CPU trainer: after several steps every live and EMA
+/// weight, the puzzle table and the Adam moments agree within the f32 tolerance.
+fn check_trainer_matches_cpu(compute: impl Fn() -> Compute) {
+    for preset in ["trm-cpu", "hrm-cpu"] {
+        let cfg = small_config_of(preset, &[]);
+        let mut cpu = trainer(cfg.clone());
+        let mut dev = trainer_on(cfg, compute());
+        assert!(
+            dev.params.arena().is_some(),
+            "{preset}: the parameters are resident"
+        );
+        for _ in 0..4 {
+            cpu.train_step().unwrap();
+            dev.train_step().unwrap();
+        }
+        let host = |t: &Tensor| t.to_host().unwrap().to_vec_f64().unwrap();
+        let pairs = |a: &Params, b: &Params| -> Vec<(String, Vec<f64>, Vec<f64>)> {
+            a.iter()
+                .zip(b.iter())
+                .map(|(x, y)| (x.name.clone(), host(&x.value), host(&y.value)))
+                .collect()
+        };
+        let mut checked = pairs(&cpu.params, &dev.params);
+        checked.extend(pairs(cpu.eval_params(), dev.eval_params()));
+        let table = |t: &Trainer| host(t.model.buffers.puzzle_emb.as_ref().unwrap());
+        checked.push(("puzzle table".into(), table(&cpu), table(&dev)));
+        // Not the Q head: the official init zeroes its weight, so HRM's first AdamATan2 steps
+        // follow the sign of Q gradients that are zero up to rounding, and the two paths may step
+        // it either way. `training_step_matches_cpu` checks its gradients from random values.
+        let bad: Vec<String> = checked
+            .iter()
+            .filter(|(name, _, _)| !name.starts_with("q_head"))
+            .map(|(name, want, got)| (name, rel_l2(got, want)))
+            .filter(|(_, err)| err.is_nan() || *err >= 1e-5)
+            .map(|(name, err)| format!("{name}: relative L2 {err:.2e}"))
+            .collect();
+        assert!(bad.is_empty(), "{preset}: {bad:#?}");
+    }
+}
+
+mod trainer_matches_cpu {
+    use super::*;
+
+    #[test]
+    fn emu() {
+        check_trainer_matches_cpu(Compute::emu);
+    }
+
+    #[test]
+    fn cuda() {
+        match Compute::cuda() {
+            Ok(_) => check_trainer_matches_cpu(|| Compute::cuda().unwrap()),
+            Err(e) => recur::testing::skip_cuda(module_path!(), e),
+        }
+    }
+}
+
+/// A resident run saved and resumed (the state downloaded to save, uploaded again on resume)
+/// continues bit-identically on Emu (one worker, so the embedding gradient's atomics add in one
+/// order).
+#[test]
+fn resuming_on_emu_is_bit_identical() {
+    recur::device::emu::Emu::set_max_workers(1);
+    let dir = tempdir("resume-emu");
+    let cfg = small_config(&["total_steps=4"]);
+    let mut straight = trainer_on(cfg.clone(), Compute::emu());
+    for _ in 0..4 {
+        straight.train_step().unwrap();
+    }
+    let mut first = trainer_on(cfg.clone(), Compute::emu());
+    for _ in 0..2 {
+        first.train_step().unwrap();
+    }
+    let state = dir.join("state.safetensors");
+    first.save_state(&state, 1.0).unwrap();
+    drop(first);
+    let mut resumed = trainer_on(cfg, Compute::emu());
+    resumed.load_state(&state).unwrap();
+    assert!(resumed.params.arena().is_some(), "resumed into the arenas");
+    for _ in 0..2 {
+        resumed.train_step().unwrap();
+    }
+    // Compared by name, so a failure names the parameter rather than printing its bytes.
+    for (what, a, b) in [
+        ("live", values(&resumed.params), values(&straight.params)),
+        (
+            "EMA",
+            values(resumed.eval_params()),
+            values(straight.eval_params()),
+        ),
+    ] {
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x == y, "{what} {name} differs after resuming");
         }
     }
 }
@@ -541,5 +653,58 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
     assert!(
         stderr.contains("lm_head.weight") && stderr.contains("expected"),
         "{stderr}"
+    );
+}
+
+/// Bad token ids, labels and puzzle ids are rejected where the batch is built, on the host,
+/// before anything reaches the device (the kernels could only turn them into a NaN loss), with
+/// the messages the CPU ops give.
+#[test]
+fn bad_batches_are_rejected_before_staging() {
+    use recur::device::counting::Counting;
+    use recur::device::emu::Emu;
+    use recur::train::step_inputs::StepInputs;
+    use std::sync::Arc;
+
+    let cfg = small_config(&[]);
+    let mut params = Params::new();
+    let model = Reasoner::new(&mut params, cfg.model.clone(), 1).unwrap();
+    let (b, s) = (3, cfg.model.seq_len);
+    let vocab = cfg.model.vocab_size as i32;
+    let batch = |token: i32, label: i32, id: i32| {
+        let mut inputs = vec![1i32; b * s];
+        let mut labels = vec![2i32; b * s];
+        inputs[b * s - 2] = token;
+        labels[s + 1] = label;
+        Batch::new(
+            Tensor::from_vec(inputs, [b, s]).unwrap(),
+            Tensor::from_vec(labels, [b, s]).unwrap(),
+            Tensor::from_vec(vec![0, id, 0], [b]).unwrap(),
+        )
+        .unwrap()
+    };
+    let dev = Counting::new(Arc::new(Emu));
+    let compute = Compute::on(dev.clone());
+    let stage = |batch: Batch| StepInputs::stage(&compute, &model, batch, None, [1.0, -1e-3]);
+    for (what, bad, expect) in [
+        ("token", batch(vocab, 2, 0), "outside the vocabulary"),
+        ("negative token", batch(-1, 2, 0), "outside the vocabulary"),
+        ("label", batch(1, vocab, 0), "is not a class"),
+        ("puzzle id", batch(1, 2, 1), "puzzle identifiers"),
+    ] {
+        let err = stage(bad)
+            .err()
+            .unwrap_or_else(|| panic!("a bad {what} was staged"));
+        assert!(err.to_string().contains(expect), "{what}: {err}");
+        let counts = dev.take();
+        assert_eq!(counts.uploads, 0, "{what}: nothing is uploaded");
+    }
+    // The ignore label is fine, and a good batch arrives in one upload.
+    let staged = stage(batch(1, -100, 0)).unwrap();
+    assert_eq!(dev.take().uploads, 1);
+    assert!(!staged.batch.inputs.is_on_host());
+    assert_eq!(
+        staged.batch.labels.to_host().unwrap().to_vec_i32().unwrap()[s + 1],
+        -100
     );
 }

@@ -5,6 +5,7 @@
 
 use crate::bench::{measure, Clock, DeviceClock, RooflineRow, WallClock};
 use crate::device::cpu;
+use crate::device::cpu::optim::{AdamCoefficients, AdamHyper};
 use crate::device::cuda::cublaslt::CublasLt;
 use crate::device::cuda::Cuda;
 use crate::device::{DeviceTensor, KernelBackend};
@@ -12,7 +13,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels;
 use crate::kernels::gemm_choice::{GemmPolicy, GEMM_POLICY_VAR, OURS_MARGIN};
-use crate::optim::AdamAtan2Config;
+use crate::optim::{AdamAtan2Config, AdamConfig};
 
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -229,14 +230,8 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
         move || kernels::matmul::linear_fwd_into(dev, &x2, &w, None, &mut qkv),
     ));
 
-    let cfg = AdamAtan2Config::default();
-    cases.push(adam_case(
-        dev,
-        "adam_atan2_step_f32",
-        20.0,
-        12,
-        move |step, t| kernels::optim::adam_atan2_step(dev, &cfg, step, t),
-    )?);
+    let hyper = AdamAtan2Config::default().hyper();
+    cases.push(adam_case(dev, "adam_atan2_step_f32", &hyper, 20.0, 12)?);
 
     more_kernel_cases(dev, b, &mut cases)?;
     for fused in [
@@ -256,12 +251,14 @@ pub fn kernel_cases(dev: &dyn KernelBackend, b: usize) -> Result<Vec<Case<'_>>> 
 /// An optimizer step over TRM-Att's parameters (f32, drawn with `seed`; the gradient with
 /// `seed + 1`) with zeroed Adam moments: `flops_per_param` FLOPs and 7 f32 accesses a parameter.
 /// `step_fn` gets the 1-based step count and the tensors.
+/// One Adam step over TRM-Att's parameter count. The step's scalars sit in device memory as in
+/// training; they are step 1's throughout, which changes nothing in the kernel's cost.
 fn adam_case<'a>(
     dev: &'a dyn KernelBackend,
     kernel: &'static str,
+    hyper: &AdamHyper,
     flops_per_param: f64,
     seed: u64,
-    mut step_fn: impl FnMut(u64, kernels::optim::AdamTensors<'_>) -> Result<()> + 'a,
 ) -> Result<Case<'a>> {
     let p = TRM_ATT_PARAMS;
     let up = |t: &Tensor| DeviceTensor::upload(dev, t);
@@ -269,16 +266,23 @@ fn adam_case<'a>(
     let grad = up(&randn(&[p], seed + 1, DType::F32)?)?;
     let mut m1 = up(&Tensor::zeros([p], DType::F32))?;
     let mut m2 = up(&Tensor::zeros([p], DType::F32))?;
-    let mut step = 0u64;
+    let values = AdamCoefficients::<f32>::new(hyper, 1).kernel_scalars();
+    let scalars = up(&Tensor::from_vec(values.to_vec(), [values.len()])?)?;
+    let kind = if hyper.eps.is_some() {
+        kernels::optim::AdamKind::W
+    } else {
+        kernels::optim::AdamKind::Atan2
+    };
     let cost = Cost {
         shape: format!("{p} params (TRM-Att)"),
         flops: flops_per_param * p as f64,
         bytes: 7.0 * 4.0 * p as f64,
     };
     Ok(Case::costed(kernel, cost, move || {
-        step += 1;
-        step_fn(
-            step,
+        kernels::optim::adam_step(
+            dev,
+            kind,
+            &scalars,
             kernels::optim::AdamTensors {
                 param: &mut param,
                 grad: &grad,
@@ -514,14 +518,8 @@ fn more_kernel_cases<'a>(
         }),
     });
 
-    let cfg = crate::optim::AdamWConfig::default();
-    cases.push(adam_case(
-        dev,
-        "adamw_step_f32",
-        18.0,
-        44,
-        move |step, t| kernels::optim::adamw_step(dev, &cfg, step, t),
-    )?);
+    let hyper = crate::optim::AdamWConfig::default().hyper();
+    cases.push(adam_case(dev, "adamw_step_f32", &hyper, 18.0, 44)?);
     let p = TRM_ATT_PARAMS;
     let mut shadow = up(&randn(&[p], 46, DType::F32)?)?;
     let live = up(&randn(&[p], 47, DType::F32)?)?;
@@ -551,7 +549,8 @@ fn more_kernel_cases<'a>(
     });
     let sums2 = kb::sparse_embedding_bwd(dev, &pids, &prows)?;
     let mut table = up(&Tensor::zeros([1, HIDDEN], DType::F32))?;
-    let sgd = crate::optim::SignSgd::new(1e-4, 1.0)?;
+    let sgd = crate::optim::SignSgd::new(1e-4, 1.0)?.kernel_scalars();
+    let sgd = up(&Tensor::from_vec(sgd.to_vec(), [sgd.len()])?)?;
     cases.push(Case {
         kernel: "sign_sgd_step_f32",
         shape: format!("[1, {HIDDEN}] table, {b} rows"),

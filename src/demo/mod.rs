@@ -133,7 +133,7 @@ pub fn train(cfg: &DemoConfig, mut progress: impl FnMut(Progress)) -> Result<Dem
         steps += 1;
         opt.set_lr(schedule.lr(steps as u64))?;
         opt.step(&mut params)?;
-        params.zero_grad();
+        params.zero_grad()?;
         progress(Progress::Step {
             step: steps,
             loss: loss.value().item()?,

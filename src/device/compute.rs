@@ -76,7 +76,38 @@ impl Kernels {
     pub fn tensor(&self, t: DeviceTensor) -> Result<Tensor> {
         t.into_tensor(&self.backend)
     }
+
+    /// Host tensors copied to the device in ONE upload: packed back to back (each at a
+    /// `PACK_ALIGN`-byte boundary) into one buffer, and returned as views of it, in order. How a
+    /// training step brings its batch and per-step scalars over in a single copy.
+    pub fn upload_packed(&self, tensors: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            bytes.resize(bytes.len().next_multiple_of(PACK_ALIGN), 0);
+            offsets.push(bytes.len());
+            bytes.extend_from_slice(t.as_bytes()?);
+        }
+        let buf = self.backend.upload(&bytes)?;
+        tensors
+            .iter()
+            .zip(offsets)
+            .map(|(t, offset)| {
+                let len = t.numel() * t.dtype().size_in_bytes();
+                Tensor::from_device(
+                    buf.view(offset, len)?,
+                    t.shape().clone(),
+                    t.dtype(),
+                    self.backend.clone(),
+                )
+            })
+            .collect()
+    }
 }
+
+/// Where `Kernels::upload_packed` starts each tensor: the widest vector load a kernel makes
+/// (and cudaMalloc's own alignment), so a packed view is as aligned as its own allocation.
+pub const PACK_ALIGN: usize = 256;
 
 impl Deref for Kernels {
     type Target = Arc<dyn KernelBackend>;

@@ -1,49 +1,44 @@
 //! Launchers for `kernels/optim.cu`: one optimizer step on device tensors, in place. They match
-//! `optim::{AdamAtan2, AdamW, Ema, SignSgd}` element for element: the per-step scalars are
-//! computed here in f64 and rounded to f32 exactly as `optim::adam` does, and the kernels repeat
-//! the reference's f32 arithmetic (up to the fused multiply-adds the GPU compiler forms).
+//! the host updates of `device::cpu::optim` element for element: the per-step scalars are
+//! computed on the host exactly as the reference computes them (`AdamCoefficients::
+//! kernel_scalars`, `sign_sgd_scalars`) and read by the kernels from device memory, so a captured
+//! CUDA graph replays with each step's values rather than the ones frozen at capture.
 //!
 //! Parameters, moments, EMA shadows and the sparse table are f32 (the master weights); gradients
-//! may be f32 or bf16. The caller owns the state and the step count (which starts at 1), as the
-//! reference's `Moments` does per parameter.
+//! may be f32 or bf16. The caller owns the state and the step count.
 
 use super::elementwise::{dtype_suffix, expect_out, grid_for_elements, i64_arg};
 use super::embedding::RowSums;
 use crate::device::{DeviceTensor, KernelArg, KernelBackend};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::optim::{AdamAtan2Config, AdamWConfig, SignSgd};
 
-/// The f32 scalars of one Adam step at step count `step`, as `optim::adam::Coefficients`.
-struct AdamScalars {
-    step_size: f32,
-    wd_alpha: f32,
-    one_minus_beta1: f32,
-    one_minus_beta2: f32,
-    bias_correction2_sqrt: f32,
+/// How many f32 scalars an Adam step reads: step size, `1 − lr·wd`, `1 − β1`, `1 − β2`,
+/// `√(1 − β2^t)`, ε (AdamW only).
+pub const ADAM_SCALARS: usize = 6;
+/// How many f32 scalars a sign-SGD step reads: `1 − lr·wd`, `−lr`.
+pub const SIGN_SGD_SCALARS: usize = 2;
+
+/// Which Adam step: AdamATan2 (`atan2(m, √v̂)`) or AdamW (`m / (√v̂ + ε)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdamKind {
+    Atan2,
+    W,
 }
 
-impl AdamScalars {
-    fn new(lr: f64, beta1: f64, beta2: f64, weight_decay: f64, step: u64) -> AdamScalars {
-        let t = step as f64;
-        AdamScalars {
-            step_size: (lr / (1.0 - beta1.powf(t))) as f32,
-            wd_alpha: (1.0 - lr * weight_decay) as f32,
-            one_minus_beta1: (1.0 - beta1) as f32,
-            one_minus_beta2: (1.0 - beta2) as f32,
-            bias_correction2_sqrt: (1.0 - beta2.powf(t)).sqrt() as f32,
-        }
+/// Errors unless `scalars` is an f32 vector of `n` values.
+fn expect_scalars(op: &'static str, scalars: &DeviceTensor, n: usize) -> Result<()> {
+    if scalars.dtype() != DType::F32 || scalars.dims() != [n] {
+        return Err(Error::shape(
+            op,
+            format!(
+                "the step's scalars must be f32 [{n}], got {} {}",
+                scalars.dtype(),
+                scalars.shape()
+            ),
+        ));
     }
-
-    fn args(&self) -> [KernelArg<'static>; 5] {
-        [
-            KernelArg::F32(self.step_size),
-            KernelArg::F32(self.wd_alpha),
-            KernelArg::F32(self.one_minus_beta1),
-            KernelArg::F32(self.one_minus_beta2),
-            KernelArg::F32(self.bias_correction2_sqrt),
-        ]
-    }
+    Ok(())
 }
 
 /// The tensors one Adam step updates: a parameter, its gradient and its two moments.
@@ -58,80 +53,40 @@ pub struct AdamTensors<'a> {
     pub exp_avg_sq: &'a mut DeviceTensor,
 }
 
-/// Checks an Adam step's tensors and step count; returns the gradient's kernel suffix.
-fn check_adam(op: &'static str, t: &AdamTensors<'_>, step: u64) -> Result<&'static str> {
-    if step == 0 {
-        return Err(Error::arg(op, "step counts start at 1"));
-    }
+/// One Adam step of `kind` over `t`, with the step's `ADAM_SCALARS` f32 `scalars` in device
+/// memory. Errors on mismatched shapes or dtypes.
+pub fn adam_step(
+    dev: &dyn KernelBackend,
+    kind: AdamKind,
+    scalars: &DeviceTensor,
+    t: AdamTensors<'_>,
+) -> Result<()> {
+    let (op, kernel) = match kind {
+        AdamKind::Atan2 => ("AdamAtan2", "adam_atan2_step"),
+        AdamKind::W => ("AdamW", "adamw_step"),
+    };
+    expect_scalars(op, scalars, ADAM_SCALARS)?;
     let shape = t.param.shape().clone();
     expect_out(op, t.param, &shape, DType::F32)?;
     let suffix = dtype_suffix(op, t.grad)?;
     t.grad.shape().expect_eq(op, &shape)?;
     expect_out(op, t.exp_avg, &shape, DType::F32)?;
     expect_out(op, t.exp_avg_sq, &shape, DType::F32)?;
-    Ok(suffix)
-}
-
-/// Launches `kernel` (`adam_atan2_step` or `adamw_step`) over the tensors, followed by `extra`
-/// scalar arguments.
-fn launch_adam(
-    dev: &dyn KernelBackend,
-    kernel: &str,
-    t: AdamTensors<'_>,
-    scalars: &AdamScalars,
-    extra: &[f32],
-) -> Result<()> {
     let n = t.param.numel();
     if n == 0 {
         return Ok(());
     }
-    let mut args = vec![
-        KernelArg::Out(&mut t.param.buf),
-        KernelArg::In(&t.grad.buf),
-        KernelArg::Out(&mut t.exp_avg.buf),
-        KernelArg::Out(&mut t.exp_avg_sq.buf),
-        i64_arg(n),
-    ];
-    args.extend(scalars.args());
-    args.extend(extra.iter().map(|&x| KernelArg::F32(x)));
-    dev.launch(kernel, grid_for_elements(n), &mut args)
-}
-
-/// One AdamATan2 step (`optim::AdamAtan2`) of one parameter at its step count `step` (1 on its
-/// first step). Errors on invalid hyperparameters, step 0, or mismatched shapes or dtypes.
-pub fn adam_atan2_step(
-    dev: &dyn KernelBackend,
-    config: &AdamAtan2Config,
-    step: u64,
-    t: AdamTensors<'_>,
-) -> Result<()> {
-    const OP: &str = "AdamAtan2";
-    config.validate()?;
-    let suffix = check_adam(OP, &t, step)?;
-    let c = config;
-    let scalars = AdamScalars::new(c.lr, c.beta1, c.beta2, c.weight_decay, step);
-    launch_adam(dev, &format!("adam_atan2_step_{suffix}"), t, &scalars, &[])
-}
-
-/// One AdamW step (`optim::AdamW`) of one parameter at its step count `step` (1 on its first
-/// step). Errors on invalid hyperparameters, step 0, or mismatched shapes or dtypes.
-pub fn adamw_step(
-    dev: &dyn KernelBackend,
-    config: &AdamWConfig,
-    step: u64,
-    t: AdamTensors<'_>,
-) -> Result<()> {
-    const OP: &str = "AdamW";
-    config.validate()?;
-    let suffix = check_adam(OP, &t, step)?;
-    let c = config;
-    let scalars = AdamScalars::new(c.lr, c.beta1, c.beta2, c.weight_decay, step);
-    launch_adam(
-        dev,
-        &format!("adamw_step_{suffix}"),
-        t,
-        &scalars,
-        &[c.eps as f32],
+    dev.launch(
+        &format!("{kernel}_{suffix}"),
+        grid_for_elements(n),
+        &mut [
+            KernelArg::Out(&mut t.param.buf),
+            KernelArg::In(&t.grad.buf),
+            KernelArg::Out(&mut t.exp_avg.buf),
+            KernelArg::Out(&mut t.exp_avg_sq.buf),
+            i64_arg(n),
+            KernelArg::In(&scalars.buf),
+        ],
     )
 }
 
@@ -169,17 +124,19 @@ pub fn ema_update(
     )
 }
 
-/// One sign-SGD step (`optim::SignSgd::step`) of the f32 table `[num_ids, D]` on the rows that
-/// `sums` (from `kernels::embedding::sparse_embedding_bwd`) touched:
-/// `p ← p(1 − lr·wd) − lr·sign(Σg)`. Untouched rows stay exactly as they were; ids outside the
-/// table are skipped (see `kernels::embedding` on why ids are not checked here).
+/// One sign-SGD step (`device::cpu::optim::sign_sgd_step`) of the f32 table `[num_ids, D]` on
+/// the rows that `sums` (from `kernels::embedding::sparse_embedding_bwd`) touched:
+/// `p ← p(1 − lr·wd) − lr·sign(Σg)`, with `SIGN_SGD_SCALARS` f32 `scalars` `(1 − lr·wd, −lr)` in
+/// device memory. Untouched rows stay exactly as they were; ids outside the table are skipped
+/// (see `kernels::embedding` on why ids are not checked here).
 pub fn sign_sgd_step(
     dev: &dyn KernelBackend,
-    opt: &SignSgd,
+    scalars: &DeviceTensor,
     table: &mut DeviceTensor,
     sums: &RowSums,
 ) -> Result<()> {
     const OP: &str = "SignSgd";
+    expect_scalars(OP, scalars, SIGN_SGD_SCALARS)?;
     let (num_ids, dim) = match *table.dims() {
         [v, d] => (v, d),
         _ => {
@@ -201,7 +158,6 @@ pub fn sign_sgd_step(
     if n * dim == 0 {
         return Ok(());
     }
-    let (lr, wd) = (opt.lr(), opt.weight_decay());
     dev.launch(
         "sign_sgd_step_f32",
         grid_for_elements(n * dim),
@@ -212,8 +168,7 @@ pub fn sign_sgd_step(
             i64_arg(n),
             KernelArg::I32(dim_i32),
             KernelArg::I32(num_ids),
-            KernelArg::F32((1.0 - lr * wd) as f32),
-            KernelArg::F32(-lr as f32),
+            KernelArg::In(&scalars.buf),
         ],
     )
 }

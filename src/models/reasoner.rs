@@ -219,7 +219,11 @@ impl Reasoner {
                 ),
             ));
         }
-        check_token_range(inputs, cfg.vocab_size)?;
+        // Resident inputs were checked where the batch was built (`check_batch`): reading them
+        // back here would synchronise inside the step.
+        if inputs.is_on_host() {
+            check_token_range(inputs, cfg.vocab_size)?;
+        }
         let d = cfg.hidden_size;
         let tokens = self.embed_tokens.forward(tape, params, inputs)?;
         let (mut emb, rows) = match &self.buffers.puzzle_emb {
@@ -376,6 +380,30 @@ impl Reasoner {
     }
 
     /// `[B, P + S, D]` states all equal to `init` (`H_init` or `L_init`) broadcast.
+    /// The checks a batch must pass before it goes to a device, where the kernels cannot report
+    /// a bad value without a synchronisation: every token inside the vocabulary, every label a
+    /// class or the ignore label −100, every puzzle id a row of the puzzle table. The messages
+    /// are the ones the CPU ops give.
+    pub fn check_batch(&self, inputs: &Tensor, labels: &Tensor, puzzle_ids: &Tensor) -> Result<()> {
+        let cfg = &self.cfg;
+        check_token_range(inputs, cfg.vocab_size)?;
+        crate::device::cpu::loss::check_labels(
+            "labels",
+            labels.i32_data("labels")?,
+            cfg.vocab_size,
+            true,
+            |_| true,
+        )?;
+        if cfg.puzzle_emb_ndim > 0 {
+            crate::device::cpu::sparse_embedding::row_indices(
+                "puzzle identifiers",
+                puzzle_ids,
+                cfg.num_puzzle_identifiers,
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn initial_state(&self, init: &Tensor, batch: usize) -> Result<Tensor> {
         let row = init.to_vec_f32()?;
         let n = self.cfg.total_len() * batch;

@@ -1,47 +1,127 @@
 //! The Adam machinery shared by `AdamW` and `AdamAtan2`: per-parameter moment state, created
-//! lazily and keyed by `ParamId`, and the elementwise update. The two optimizers differ only in
-//! the direction they step along (`Direction`).
+//! lazily and keyed by `ParamId`, and the step. The two optimizers differ only in the direction
+//! they step along (`AdamHyper::eps`); the elementwise update is `device::cpu::optim`'s on the
+//! host and `kernels/optim.cu`'s on a device, reached through `ops::optim`.
 //!
 //! Per parameter with a gradient, at its own step count `t` (as PyTorch, a parameter that has no
-//! gradient in a step is skipped and its `t` does not advance):
-//! - `p ← p·(1 − lr·wd)`
-//! - `m ← m + (1−β1)(g − m)`, `v ← v + (1−β2)(g² − v)`, each as the adam-atan2 kernel's
-//!   two-fma `lerp` (PyTorch's `lerp_` and `mul_(β2).addcmul_` agree up to rounding)
-//! - `p ← p − (lr/(1−β1^t))·direction(m, √v/√(1−β2^t))`
+//! gradient in a step is skipped and its `t` does not advance).
 //!
-//! The scalar coefficients are computed in f64 and rounded to the compute type, as the official
-//! kernels do; f32 (and bf16-gradient) parameters compute in f32, f64 parameters in f64.
+//! Resident parameters (`Params::make_resident`) keep their moments in two device arenas laid
+//! out as the parameter arena. When every parameter has a gradient and all share one step count
+//! (every step of a training run) the whole arena steps in one launch, reading the step's scalars
+//! from device memory; otherwise each parameter steps alone.
 
+use super::check_non_negative;
+use crate::device::cpu::optim::{AdamCoefficients, AdamHyper};
 use crate::dtype::DType;
-use crate::dtype::Real;
 use crate::error::{Error, Result};
+use crate::ops::optim::{adam_step, AdamState};
 use crate::params::{ParamId, Params};
-use crate::tensor::{RealData, RealDataMut, Tensor};
-use rayon::prelude::*;
-use std::borrow::Cow;
+use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
 
-/// What the step follows, given the first moment `m` and the bias-corrected `√v̂`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Direction {
-    /// AdamW: `m / (√v̂ + ε)`.
-    Divide { eps: f64 },
-    /// AdamAtan2: `atan2(m, √v̂)`, bounded and without ε.
-    Atan2,
+/// What distinguishes one Adam optimizer from another: its hyperparameters and their checks.
+pub trait AdamConfig: Clone + std::fmt::Debug {
+    /// The optimizer's name in errors.
+    const NAME: &'static str;
+    /// Errors on invalid hyperparameters.
+    fn validate(&self) -> Result<()>;
+    /// The learning rate, which a schedule changes every step.
+    fn lr_mut(&mut self) -> &mut f64;
+    /// The step's hyperparameters as the shared update takes them.
+    fn hyper(&self) -> AdamHyper;
 }
 
-/// The step's hyperparameters, already validated by the optimizer.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Hyper {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub weight_decay: f64,
-    pub direction: Direction,
+/// An Adam optimizer (`AdamW`, `AdamAtan2`): its configuration and the moments of every
+/// parameter. State is created lazily per parameter on its first gradient.
+pub struct Adam<C: AdamConfig> {
+    config: C,
+    moments: Moments,
+}
+
+impl<C: AdamConfig> Adam<C> {
+    /// Errors on invalid hyperparameters (`AdamConfig::validate`).
+    pub fn new(config: C) -> Result<Self> {
+        config.validate()?;
+        Ok(Adam {
+            config,
+            moments: Moments::default(),
+        })
+    }
+
+    pub fn config(&self) -> &C {
+        &self.config
+    }
+
+    /// The learning rate the next step uses.
+    pub fn lr(&self) -> f64 {
+        self.config.hyper().lr
+    }
+
+    /// Sets the learning rate for the next steps (a schedule calls this every step).
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        check_non_negative(C::NAME, "lr", lr)?;
+        *self.config.lr_mut() = lr;
+        Ok(())
+    }
+
+    /// Updates every parameter that has an accumulated gradient; parameters without one are
+    /// skipped and their step count does not advance (as the official `_init_group`). Errors
+    /// (changing nothing) if a gradient's shape differs from its parameter's or a parameter is
+    /// not f32/f64.
+    pub fn step(&mut self, params: &mut Params) -> Result<()> {
+        self.step_staged(params, None)
+    }
+
+    /// `step`, with the step's kernel scalars already on the device (`next_kernel_scalars`,
+    /// staged by the caller with the step's other inputs) for resident parameters.
+    pub fn step_staged(&mut self, params: &mut Params, scalars: Option<&Tensor>) -> Result<()> {
+        let hyper = self.config.hyper();
+        self.moments.step(C::NAME, params, &hyper, scalars)
+    }
+
+    /// What the next step of resident `params` reads from device memory, when it will be one
+    /// launch over the arenas; `None` otherwise (host parameters, or parameters at different
+    /// step counts, which step one by one and upload their own).
+    pub fn next_kernel_scalars(&self, params: &Params) -> Option<[f32; 6]> {
+        self.moments
+            .next_kernel_scalars(params, &self.config.hyper())
+    }
+
+    /// Puts the moments on the device beside resident `params` (when built, and after a
+    /// resume).
+    pub fn make_resident(&mut self, params: &Params) -> Result<()> {
+        self.moments.make_resident(params)
+    }
+
+    /// How many steps parameter `id` has taken (0 before its first gradient).
+    pub fn step_count(&self, id: ParamId) -> u64 {
+        self.moments.step_count(id)
+    }
+
+    /// The per-parameter state as named tensors, for resumable checkpoints.
+    pub fn export_state(&self, params: &Params) -> BTreeMap<String, Tensor> {
+        self.moments.export(params)
+    }
+
+    /// Restores `export_state`'s output; errors name the parameter that does not fit.
+    pub fn import_state(
+        &mut self,
+        params: &Params,
+        state: &BTreeMap<String, Tensor>,
+    ) -> Result<()> {
+        self.moments.import(C::NAME, params, state)
+    }
+
+    /// The moments `(m, v)` of parameter `id`, once it has stepped (for checkpoints and tests).
+    pub fn moments(&self, id: ParamId) -> Option<(&Tensor, &Tensor)> {
+        self.moments.moments(id)
+    }
 }
 
 /// One parameter's state: its name (to catch an optimizer reused with other `Params`), step
-/// count and moments, stored in the parameter's dtype.
+/// count and moments, stored in the parameter's dtype (views of the moment arenas when the
+/// parameters are resident).
 struct State {
     name: String,
     step: u64,
@@ -53,89 +133,22 @@ struct State {
 #[derive(Default)]
 pub(crate) struct Moments {
     states: HashMap<ParamId, State>,
-}
-
-/// The per-step scalars of one parameter, in the compute type.
-struct Coefficients<T> {
-    step_size: T,
-    wd_alpha: T,
-    one_minus_beta1: T,
-    one_minus_beta2: T,
-    bias_correction2_sqrt: T,
-    eps: Option<T>,
-}
-
-impl<T: Real> Coefficients<T> {
-    fn new(h: &Hyper, step: u64) -> Self {
-        let t = step as f64;
-        let bias_correction1 = 1.0 - h.beta1.powf(t);
-        let bias_correction2 = 1.0 - h.beta2.powf(t);
-        Coefficients {
-            step_size: T::of(h.lr / bias_correction1),
-            wd_alpha: T::of(1.0 - h.lr * h.weight_decay),
-            one_minus_beta1: T::of(1.0 - h.beta1),
-            one_minus_beta2: T::of(1.0 - h.beta2),
-            bias_correction2_sqrt: T::of(bias_correction2.sqrt()),
-            eps: match h.direction {
-                Direction::Divide { eps } => Some(T::of(eps)),
-                Direction::Atan2 => None,
-            },
-        }
-    }
-
-    /// Updates one element in place.
-    #[inline]
-    fn apply(&self, p: &mut T, g: T, m: &mut T, v: &mut T) {
-        let decayed = *p * self.wd_alpha;
-        *m = lerp(*m, g, self.one_minus_beta1);
-        *v = lerp(*v, g * g, self.one_minus_beta2);
-        let denom = v.sqrt() / self.bias_correction2_sqrt;
-        let direction = match self.eps {
-            Some(eps) => *m / (denom + eps),
-            None => m.atan2(denom),
-        };
-        *p = decayed - self.step_size * direction;
-    }
-}
-
-/// `a + w·(b − a)` as `fma(w, b, fma(−w, a, a))`, the adam-atan2 kernel's form.
-#[inline]
-fn lerp<T: Real>(a: T, b: T, w: T) -> T {
-    w.mul_add(b, (-w).mul_add(a, a))
-}
-
-fn update<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], c: &Coefficients<T>) {
-    if p.len() >= crate::device::cpu::PARALLEL_MIN_ELEMS {
-        p.par_iter_mut()
-            .zip(g.par_iter())
-            .zip(m.par_iter_mut().zip(v.par_iter_mut()))
-            .for_each(|((p, &g), (m, v))| c.apply(p, g, m, v));
-    } else {
-        p.iter_mut()
-            .zip(g)
-            .zip(m.iter_mut().zip(v.iter_mut()))
-            .for_each(|((p, &g), (m, v))| c.apply(p, g, m, v));
-    }
-}
-
-fn grad_f32<'a>(op: &'static str, g: &'a Tensor) -> Result<Cow<'a, [f32]>> {
-    Ok(match g.real_data(op)? {
-        RealData::F32(v) => v,
-        RealData::F64(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
-    })
-}
-
-fn grad_f64<'a>(op: &'static str, g: &'a Tensor) -> Result<Cow<'a, [f64]>> {
-    Ok(match g.real_data(op)? {
-        RealData::F64(v) => Cow::Borrowed(v),
-        RealData::F32(v) => Cow::Owned(v.iter().map(|&x| x as f64).collect()),
-    })
+    /// `(m, v)` arenas, f32, in the parameter arena's layout (resident parameters only).
+    arenas: Option<(Tensor, Tensor)>,
 }
 
 impl Moments {
     /// One optimizer step over every parameter that has a gradient. Everything is checked
     /// before anything is updated, so an error leaves the parameters and state untouched.
-    pub fn step(&mut self, op: &'static str, params: &mut Params, h: &Hyper) -> Result<()> {
+    /// `scalars`: the step's kernel scalars already on the device (`next_kernel_scalars`), used
+    /// by the one-launch arena step.
+    pub fn step(
+        &mut self,
+        op: &'static str,
+        params: &mut Params,
+        h: &AdamHyper,
+        scalars: Option<&Tensor>,
+    ) -> Result<()> {
         let ids: Vec<ParamId> = params
             .ids()
             .filter(|&id| params.get(id).grad.is_some())
@@ -143,35 +156,154 @@ impl Moments {
         for &id in &ids {
             self.check(op, params, id)?;
         }
+        if params.arena().is_some() && self.arenas.is_none() {
+            self.make_resident(params)?;
+        }
+        for &id in &ids {
+            if !self.states.contains_key(&id) {
+                let state = self.fresh_state(params, id)?;
+                self.states.insert(id, state);
+            }
+        }
+        if let Some(t) = self.uniform_step(params, &ids) {
+            return self.step_arena(op, params, h, t + 1, scalars);
+        }
         for id in ids {
             let param = params.get_mut(id);
-            let state = self.states.entry(id).or_insert_with(|| State {
-                name: param.name.clone(),
-                step: 0,
-                exp_avg: Tensor::zeros(param.value.shape().clone(), param.value.dtype()),
-                exp_avg_sq: Tensor::zeros(param.value.shape().clone(), param.value.dtype()),
-            });
+            let state = self.states.get_mut(&id).expect("inserted above");
             state.step += 1;
             let grad = param
                 .grad
-                .as_ref()
+                .clone()
                 .expect("only parameters with a gradient are stepped");
-            match (
-                param.value.real_data_mut(op)?,
-                state.exp_avg.real_data_mut(op)?,
-                state.exp_avg_sq.real_data_mut(op)?,
-            ) {
-                (RealDataMut::F32(p), RealDataMut::F32(m), RealDataMut::F32(v)) => {
-                    let c = Coefficients::<f32>::new(h, state.step);
-                    update(p, &grad_f32(op, grad)?, m, v, &c)
-                }
-                (RealDataMut::F64(p), RealDataMut::F64(m), RealDataMut::F64(v)) => {
-                    let c = Coefficients::<f64>::new(h, state.step);
-                    update(p, &grad_f64(op, grad)?, m, v, &c)
-                }
-                _ => unreachable!("check() matched the state's dtype to the parameter's"),
+            adam_step(
+                op,
+                h,
+                state.step,
+                AdamState {
+                    param: &mut param.value,
+                    exp_avg: &mut state.exp_avg,
+                    exp_avg_sq: &mut state.exp_avg_sq,
+                },
+                &grad,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The step count every parameter shares, when the parameters are resident, every one of
+    /// them has a gradient and the moment arenas exist: the case one launch covers.
+    fn uniform_step(&self, params: &Params, ids: &[ParamId]) -> Option<u64> {
+        if params.arena().is_none() || self.arenas.is_none() || ids.len() != params.len() {
+            return None;
+        }
+        let mut steps = ids
+            .iter()
+            .map(|id| self.states.get(id).map_or(0, |s| s.step));
+        let first = steps.next()?;
+        steps.all(|s| s == first).then_some(first)
+    }
+
+    /// The kernel scalars of the next step when it can run as one launch over the arenas (the
+    /// caller stages them on the device with the step's inputs), else `None`.
+    pub fn next_kernel_scalars(&self, params: &Params, h: &AdamHyper) -> Option<[f32; 6]> {
+        let ids: Vec<ParamId> = params.ids().collect();
+        let t = if self.arenas.is_none() && self.states.is_empty() && params.arena().is_some() {
+            0
+        } else {
+            self.uniform_step(params, &ids)?
+        };
+        Some(AdamCoefficients::<f32>::new(h, t + 1).kernel_scalars())
+    }
+
+    /// Steps the whole arena at step count `t` in one launch.
+    fn step_arena(
+        &mut self,
+        op: &'static str,
+        params: &Params,
+        h: &AdamHyper,
+        t: u64,
+        scalars: Option<&Tensor>,
+    ) -> Result<()> {
+        let arena = params.arena().expect("uniform_step checked residency");
+        let (m, v) = self
+            .arenas
+            .as_mut()
+            .expect("uniform_step checked the arenas");
+        let grads = arena
+            .grads
+            .as_ref()
+            .ok_or_else(|| Error::arg(op, "these parameters take no gradients"))?;
+        let mut values = arena.values.clone();
+        adam_step(
+            op,
+            h,
+            t,
+            AdamState {
+                param: &mut values,
+                exp_avg: m,
+                exp_avg_sq: v,
+            },
+            grads,
+            scalars,
+        )?;
+        for state in self.states.values_mut() {
+            state.step = t;
+        }
+        Ok(())
+    }
+
+    /// Zero moments for parameter `id` (views of the arenas when resident).
+    fn fresh_state(&self, params: &Params, id: ParamId) -> Result<State> {
+        let p = params.get(id);
+        let (exp_avg, exp_avg_sq) = match (&self.arenas, params.arena()) {
+            (Some((m, v)), Some(arena)) => {
+                let offset = arena.offsets[params.index(id)];
+                (
+                    m.view(offset, p.value.shape().clone())?,
+                    v.view(offset, p.value.shape().clone())?,
+                )
+            }
+            _ => (
+                Tensor::zeros(p.value.shape().clone(), p.value.dtype()),
+                Tensor::zeros(p.value.shape().clone(), p.value.dtype()),
+            ),
+        };
+        Ok(State {
+            name: p.name.clone(),
+            step: 0,
+            exp_avg,
+            exp_avg_sq,
+        })
+    }
+
+    /// Puts the moments in two device arenas laid out as `params`' (which must be resident):
+    /// one upload each, the existing moments copied in, zeros elsewhere.
+    pub fn make_resident(&mut self, params: &Params) -> Result<()> {
+        let Some(arena) = params.arena() else {
+            return Ok(());
+        };
+        let mut packed = [vec![0f32; arena.len()], vec![0f32; arena.len()]];
+        for (id, state) in &self.states {
+            let offset = arena.offsets[params.index(*id)];
+            for (dst, src) in packed.iter_mut().zip([&state.exp_avg, &state.exp_avg_sq]) {
+                let src = src.to_host()?.to_vec_f32()?;
+                dst[offset..offset + src.len()].copy_from_slice(&src);
             }
         }
+        let n = arena.len();
+        let [m, v] = packed;
+        let backend = arena.kernels.backend();
+        let m = Tensor::from_vec(m, [n])?.to_device(backend)?;
+        let v = Tensor::from_vec(v, [n])?.to_device(backend)?;
+        for (id, state) in self.states.iter_mut() {
+            let offset = arena.offsets[params.index(*id)];
+            let shape = state.exp_avg.shape().clone();
+            state.exp_avg = m.view(offset, shape.clone())?;
+            state.exp_avg_sq = v.view(offset, shape)?;
+        }
+        self.arenas = Some((m, v));
         Ok(())
     }
 
@@ -308,6 +440,8 @@ impl Moments {
             ));
         }
         self.states = states;
+        // Host tensors now: `make_resident` (or the next resident step) rebuilds the arenas.
+        self.arenas = None;
         Ok(())
     }
 

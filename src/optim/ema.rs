@@ -4,11 +4,10 @@
 //! shadow weights. The puzzle-embedding table is not a parameter, so it is not averaged.
 
 use super::check_unit_interval;
-use crate::dtype::Real;
+use crate::device::compute::Compute;
 use crate::error::{Error, Result};
+use crate::ops::optim::ema_update;
 use crate::params::Params;
-use crate::tensor::Tensor;
-use crate::with_real2;
 
 /// The shadow weights, matched to the live parameters by name.
 pub struct Ema {
@@ -20,15 +19,26 @@ impl Ema {
     /// The official μ.
     pub const DEFAULT_DECAY: f64 = 0.999;
 
-    /// Starts the shadow as a copy of `params` (the official `register`). Errors unless
-    /// `decay` (μ) is in [0, 1).
+    /// Starts the shadow as a copy of `params` (the official `register`): a device copy of the
+    /// arena for resident parameters. Errors unless `decay` (μ) is in [0, 1).
     pub fn new(params: &Params, decay: f64) -> Result<Ema> {
         check_unit_interval("Ema", "decay", decay)?;
+        if params.arena().is_some() {
+            return Ok(Ema {
+                decay,
+                shadow: params.resident_copy()?,
+            });
+        }
         let mut shadow = Params::new();
         for p in params.iter() {
             shadow.add(p.name.clone(), p.value.clone())?;
         }
         Ok(Ema { decay, shadow })
+    }
+
+    /// Puts the shadow on `compute`'s device (after a resume), as its own arena.
+    pub fn make_resident(&mut self, compute: &Compute) -> Result<()> {
+        self.shadow.make_resident_values(compute)
     }
 
     /// Resumes an average from saved shadow weights; errors unless they match `params` by
@@ -54,22 +64,19 @@ impl Ema {
     /// does not have exactly the shadow's names, shapes and dtypes.
     pub fn update(&mut self, params: &Params) -> Result<()> {
         self.check_matches("Ema::update", params)?;
-        let (keep, take) = (self.decay, 1.0 - self.decay);
+        // Resident on both sides with one layout: the whole arena in one launch.
+        if let (Some(live), Some(shadow)) = (params.arena(), self.shadow.arena()) {
+            if live.offsets == shadow.offsets {
+                let mut values = shadow.values.clone();
+                return ema_update(&mut values, &live.values, self.decay);
+            }
+        }
         for p in params.iter() {
             let id = self
                 .shadow
                 .id(&p.name)
                 .expect("check_matches found every name");
-            let s = &mut self.shadow.get_mut(id).value;
-            *s = with_real2!(&p.value, &*s, "Ema::update", |x, y| {
-                let (take, keep) = (T::of(take), T::of(keep));
-                let avg: Vec<T> = x
-                    .iter()
-                    .zip(y)
-                    .map(|(&x, &y)| take * x + keep * y)
-                    .collect();
-                Tensor::from_real(avg, s.shape().clone(), s.dtype())
-            });
+            ema_update(&mut self.shadow.get_mut(id).value, &p.value, self.decay)?;
         }
         Ok(())
     }

@@ -6,13 +6,14 @@
 //! - `Ema` keeps the exponential moving average of the weights that TRM evaluates and saves.
 //! - `schedule` is the official linear-warmup-then-cosine learning rate.
 
-mod adam;
+pub mod adam;
 pub mod adam_atan2;
 pub mod adamw;
 pub mod ema;
 pub mod schedule;
 pub mod sign_sgd;
 
+pub use adam::{Adam, AdamConfig};
 pub use adam_atan2::{AdamAtan2, AdamAtan2Config};
 pub use adamw::{AdamW, AdamWConfig};
 pub use ema::Ema;

@@ -5,10 +5,10 @@
 //! they were. There is no optimizer state.
 
 use super::check_non_negative;
-use crate::device::cpu::sparse_embedding::{sum_rows_by_id, table_dims};
-use crate::dtype::Real;
-use crate::error::{Error, Result};
-use crate::tensor::{RealDataMut, Tensor};
+use crate::device::cpu::optim::sign_sgd_scalars;
+use crate::error::Result;
+use crate::ops::optim::sign_sgd_step;
+use crate::tensor::Tensor;
 
 /// The sign-SGD optimizer of a sparse embedding table.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,53 +42,27 @@ impl SignSgd {
         self.weight_decay
     }
 
-    /// Updates the rows `ids` (i32 `[n]`) of `table` (f32 or f64 `[num_ids, D]`) with their
-    /// gradients `row_grads` (`[n, D]`, the gradient of `Tape::sparse_embedding`'s output).
-    /// Errors, changing nothing, on an id outside the table or mismatched shapes.
+    /// Updates the rows `ids` (i32 `[n]`) of `table` (f32 or f64 `[num_ids, D]`; f32 on a
+    /// device) with their gradients `row_grads` (`[n, D]`, the gradient of
+    /// `Tape::sparse_embedding`'s output), where the table lives. Errors, changing nothing, on
+    /// an id outside the table (host) or mismatched shapes.
     pub fn step(&self, table: &mut Tensor, ids: &Tensor, row_grads: &Tensor) -> Result<()> {
-        const OP: &str = "SignSgd";
-        let (num_ids, dim) = table_dims(OP, table)?;
-        row_grads.shape().expect_rank(OP, 2)?;
-        if row_grads.dims()[1] != dim {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "gradient rows {} for a table of width {dim}",
-                    row_grads.shape()
-                ),
-            ));
-        }
-        let (rows, sums) = sum_rows_by_id(ids, row_grads, num_ids)?;
-        // Signs are exact in any float type, so the sums can be read as f64.
-        let sums = sums.to_vec_f64()?;
-        match table.real_data_mut(OP)? {
-            RealDataMut::F32(t) => self.update(t, dim, &rows, &sums),
-            RealDataMut::F64(t) => self.update(t, dim, &rows, &sums),
-        }
-        Ok(())
+        self.step_staged(table, ids, row_grads, None)
     }
 
-    fn update<T: Real>(&self, table: &mut [T], dim: usize, rows: &[usize], sums: &[f64]) {
-        if dim == 0 {
-            return;
-        }
-        let wd_alpha = T::of(1.0 - self.lr * self.weight_decay);
-        let neg_lr = T::of(-self.lr);
-        for (&row, sum) in rows.iter().zip(sums.chunks(dim)) {
-            for (p, &s) in table[row * dim..(row + 1) * dim].iter_mut().zip(sum) {
-                *p = *p * wd_alpha + neg_lr * T::of(sign(s));
-            }
-        }
+    /// `step`, with `kernel_scalars()` already on the device for a resident table.
+    pub fn step_staged(
+        &self,
+        table: &mut Tensor,
+        ids: &Tensor,
+        row_grads: &Tensor,
+        scalars: Option<&Tensor>,
+    ) -> Result<()> {
+        sign_sgd_step(table, ids, row_grads, self.lr, self.weight_decay, scalars)
     }
-}
 
-/// `torch.sign`: −1, 0 or 1, and NaN for NaN (unlike `f64::signum`, which gives ±1 for ±0).
-fn sign(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
-    } else {
-        x * 0.0
+    /// What the kernel reads from device memory this step: `(1 − lr·wd, −lr)` in f32.
+    pub fn kernel_scalars(&self) -> [f32; 2] {
+        sign_sgd_scalars(self.lr, self.weight_decay)
     }
 }

@@ -9,6 +9,7 @@ pub mod example_stream;
 pub mod model_file;
 pub mod plots;
 pub mod run_state;
+pub mod step_inputs;
 pub mod trainer;
 
 pub use config::{DataConfig, DataSource, RunConfig, TrainConfig};

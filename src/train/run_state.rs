@@ -168,6 +168,7 @@ impl Trainer {
             counters.stream,
         );
         self.elapsed_before_s = counters.elapsed_s;
-        Ok(())
+        // The loaded values are host tensors: back into the device arenas.
+        self.make_resident()
     }
 }

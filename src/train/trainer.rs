@@ -18,6 +18,7 @@ use crate::train::config::RunConfig;
 use crate::train::dataset::SudokuData;
 use crate::train::evaluate::{evaluate, EvalReport, Prediction};
 use crate::train::example_stream::{ExampleStream, StreamPosition};
+use crate::train::step_inputs::StepInputs;
 use serde::Serialize;
 
 /// What one step did, averaged as the official logger does (sums over halted sequences divided
@@ -82,7 +83,7 @@ impl Trainer {
         } else {
             None
         };
-        Ok(Trainer {
+        let mut trainer = Trainer {
             schedule: WarmupCosine::new(t.lr, warmup, total, t.lr_min_ratio)?,
             puzzle_schedule: WarmupCosine::new(t.puzzle_emb_lr, warmup, total, t.lr_min_ratio)?,
             puzzle_optimizer: SignSgd::new(t.puzzle_emb_lr, t.puzzle_emb_weight_decay)?,
@@ -109,7 +110,26 @@ impl Trainer {
             data,
             model,
             params,
-        })
+        };
+        trainer.make_resident()?;
+        Ok(trainer)
+    }
+
+    /// Puts the state that persists across steps on the trainer's device, one upload per kind:
+    /// the parameter arena, the Adam moments, the EMA shadow and the puzzle table. Nothing
+    /// happens on the CPU. Called when the trainer is built and when it resumes.
+    pub(crate) fn make_resident(&mut self) -> Result<()> {
+        self.params.make_resident(&self.compute)?;
+        self.optimizer.make_resident(&self.params)?;
+        if let Some(ema) = &mut self.ema {
+            ema.make_resident(&self.compute)?;
+        }
+        if let Some(table) = &self.model.buffers.puzzle_emb {
+            let mut buffers = self.model.buffers.clone();
+            buffers.puzzle_emb = Some(self.compute.place(table)?);
+            self.model.set_buffers(buffers)?;
+        }
+        Ok(())
     }
 
     pub fn total_steps(&self) -> u64 {
@@ -125,10 +145,24 @@ impl Trainer {
 
     /// One supervision segment and one optimizer step.
     pub fn train_step(&mut self) -> Result<StepReport> {
+        // The official loop counts the step before computing its rate, so step 1 of warmup
+        // already moves.
+        let lr = self.schedule.lr(self.step + 1);
+        self.optimizer.set_lr(lr)?;
+        self.puzzle_optimizer
+            .set_lr(self.puzzle_schedule.lr(self.step + 1))?;
         let batch = self.next_batch()?;
+        let inputs = StepInputs::stage(
+            &self.compute,
+            &self.model,
+            batch,
+            self.optimizer.next_kernel_scalars(&self.params),
+            self.puzzle_optimizer.kernel_scalars(),
+        )?;
+        let batch = &inputs.batch;
         let carry = match self.carry.take() {
             Some(c) => c,
-            None => Carry::initial(&self.model, &batch)?,
+            None => Carry::initial(&self.model, batch)?,
         };
         let tape = Tape::with_compute(self.compute.clone());
         let step = act_step(
@@ -136,7 +170,7 @@ impl Trainer {
             &tape,
             &self.params,
             carry,
-            &batch,
+            batch,
             Halting::Train(&mut self.exploration),
             &Probe::off(),
         )?;
@@ -144,28 +178,21 @@ impl Trainer {
         let b = batch.len() as f64;
         let scaled = tape.scale(&loss.total, 1.0 / b)?;
         let grads = tape.backward(&scaled)?;
-        self.params.zero_grad();
+        self.params.zero_grad()?;
         self.params.accumulate(&self.compute, grads.param_grads())?;
-        // The optimizers run on the host: bring the gradients there (explicit downloads on a
-        // kernel compute, counted by a counting backend).
-        self.params.grads_to_host()?;
 
-        // The official loop counts the step before computing its rate, so step 1 of warmup
-        // already moves.
         self.step += 1;
-        let lr = self.schedule.lr(self.step);
-        self.optimizer.set_lr(lr)?;
-        self.optimizer.step(&mut self.params)?;
+        self.optimizer
+            .step_staged(&mut self.params, inputs.adam_scalars.as_ref())?;
         if let (Some(rows), Some(table)) =
             (&step.output.puzzle_rows, &mut self.model.buffers.puzzle_emb)
         {
             if let Some(g) = grads.get(rows) {
-                self.puzzle_optimizer
-                    .set_lr(self.puzzle_schedule.lr(self.step))?;
-                self.puzzle_optimizer.step(
+                self.puzzle_optimizer.step_staged(
                     table,
-                    &step.carry.data.puzzle_ids.to_host()?,
-                    &g.to_host()?,
+                    &step.carry.data.puzzle_ids,
+                    g,
+                    inputs.sign_sgd_scalars.as_ref(),
                 )?;
             }
         }

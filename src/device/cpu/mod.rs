@@ -16,6 +16,7 @@ pub mod linear;
 pub mod loss;
 pub mod noise;
 pub mod norm;
+pub mod optim;
 pub mod reduce;
 pub mod rope;
 pub mod sparse_embedding;

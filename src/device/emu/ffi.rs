@@ -19,6 +19,13 @@ extern "C" {
     fn cushim_kernel_count() -> usize;
     fn cushim_kernel_name(i: usize) -> *const c_char;
     fn cushim_mode() -> *const c_char;
+    fn cushim_set_max_workers(workers: u32);
+}
+
+/// Caps the worker threads of every later grid, process-wide (0: one per core).
+pub(crate) fn set_max_workers(workers: u32) {
+    // SAFETY: stores one integer; no pointers cross.
+    unsafe { cushim_set_max_workers(workers) }
 }
 
 /// Runs kernel `name` to completion; the shim's message on failure.

@@ -36,6 +36,15 @@ impl Emu {
         ffi::mode()
     }
 
+    /// Caps the worker threads every later launch uses, for the whole process (0, the default:
+    /// one per core). With one worker the blocks run in order, so kernels with float atomics (the
+    /// embedding gradient) add in a fixed order and a run repeats bit for bit: what tests that
+    /// compare two runs exactly (resumed against straight, replayed against eager) need. Other
+    /// tests in the process only run slower meanwhile.
+    pub fn set_max_workers(workers: u32) {
+        ffi::set_max_workers(workers)
+    }
+
     /// The `extern "C"` names of every kernel compiled for the CPU.
     pub fn kernel_names() -> Vec<&'static str> {
         ffi::kernel_names()

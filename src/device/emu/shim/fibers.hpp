@@ -269,10 +269,16 @@ struct FiberGrid {
     }
 };
 
+// The most worker threads a grid may use (0: one per core). One worker runs the blocks in order,
+// so float atomics add in a fixed order and a run repeats bit for bit (`Emu::set_max_workers`).
+inline std::atomic<unsigned> max_workers{0};
+
 inline std::string run_grid(const KernelCall& call, dim3 grid, dim3 block, std::size_t dynamic_shared_bytes) {
     FiberGrid run{call, grid, block, dynamic_shared_bytes};
     const unsigned blocks = threads_in(grid);
-    const unsigned workers = std::max(1u, std::min(blocks, std::thread::hardware_concurrency()));
+    const unsigned cap = max_workers.load(std::memory_order_relaxed);
+    const unsigned cores = cap ? cap : std::thread::hardware_concurrency();
+    const unsigned workers = std::max(1u, std::min(blocks, cores));
     if (workers == 1) {
         run.work();
     } else {

@@ -119,6 +119,9 @@ std::size_t cushim_kernel_count();
 const char* cushim_kernel_name(std::size_t i);
 // "fibers" or "threads".
 const char* cushim_mode();
+// Caps the worker threads of every later grid (0: one per core); the threads mode runs blocks one
+// after another anyway.
+void cushim_set_max_workers(unsigned workers);
 }
 
 #ifdef CUSHIM_DEFINE_C_ABI
@@ -157,6 +160,13 @@ extern "C" const char* cushim_mode() {
     return "threads";
 #else
     return "fibers";
+#endif
+}
+extern "C" void cushim_set_max_workers(unsigned workers) {
+#ifndef CUSHIM_THREADS
+    cushim::max_workers.store(workers, std::memory_order_relaxed);
+#else
+    (void)workers;
 #endif
 }
 #endif
