@@ -44,6 +44,12 @@ struct CapturedGraph {
 }
 
 impl Cuda {
+    /// Runs `enqueue`, work on the stream; its failure invalidates a capture in progress (the
+    /// first failure is what `end_capture` reports), as on Emu.
+    pub(crate) fn stream_op(&self, enqueue: impl FnOnce() -> Result<()>) -> Result<()> {
+        enqueue().map_err(|e| self.capture.invalidate(e))
+    }
+
     /// Keeps the buffers of a launch alive for the graph being captured, if one is.
     pub(crate) fn keep_args_alive(&self, args: &[KernelArg<'_>]) {
         if !self.capture.is_capturing() {

@@ -204,41 +204,48 @@ impl KernelBackend for Cuda {
     }
 
     fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
-        if buf.len_bytes() == 0 {
-            return Ok(());
-        }
-        let dst = self.address(buf)?;
-        // Safety: the view's bytes lie inside its live allocation.
-        let set =
-            unsafe { driver::memset_d8_async(dst, byte, buf.len_bytes(), self.stream.cu_stream()) };
-        self.driver_call("setting device memory", set)?;
-        self.keep_alive(KeptAlive::Buffer(buf.clone()));
-        Ok(())
+        self.stream_op(|| {
+            if buf.len_bytes() == 0 {
+                return Ok(());
+            }
+            let dst = self.address(buf)?;
+            // Safety: the view's bytes lie inside its live allocation.
+            let set = unsafe {
+                driver::memset_d8_async(dst, byte, buf.len_bytes(), self.stream.cu_stream())
+            };
+            self.driver_call("setting device memory", set)?;
+            self.keep_alive(KeptAlive::Buffer(buf.clone()));
+            Ok(())
+        })
     }
 
     fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
-        crate::device::backend::expect_same_length("cuda copy", dst, src)?;
-        if src.len_bytes() == 0 {
-            return Ok(());
-        }
-        let (to, from) = (self.address(dst)?, self.address(src)?);
-        // Safety: both views lie inside live allocations of `len_bytes` bytes.
-        let copied = unsafe {
-            driver::memcpy_dtod_async(to, from, src.len_bytes(), self.stream.cu_stream())
-        };
-        self.driver_call("copying on the device", copied)?;
-        self.keep_alive(KeptAlive::Buffer(dst.clone()));
-        self.keep_alive(KeptAlive::Buffer(src.clone()));
-        Ok(())
+        self.stream_op(|| {
+            crate::device::backend::expect_same_length("cuda copy", dst, src)?;
+            if src.len_bytes() == 0 {
+                return Ok(());
+            }
+            let (to, from) = (self.address(dst)?, self.address(src)?);
+            // Safety: both views lie inside live allocations of `len_bytes` bytes.
+            let copied = unsafe {
+                driver::memcpy_dtod_async(to, from, src.len_bytes(), self.stream.cu_stream())
+            };
+            self.driver_call("copying on the device", copied)?;
+            self.keep_alive(KeptAlive::Buffer(dst.clone()));
+            self.keep_alive(KeptAlive::Buffer(src.clone()));
+            Ok(())
+        })
     }
 
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
-        launch::check_config(name, &cfg)?;
-        let params = launch::param_values(name, args)?;
-        let function = self.kernels.kernel(name, cfg.shared_mem_bytes)?;
-        launch::enqueue(&self.stream, name, &function, &cfg, &params)?;
-        self.keep_args_alive(args);
-        Ok(())
+        self.stream_op(|| {
+            launch::check_config(name, &cfg)?;
+            let params = launch::param_values(name, args)?;
+            let function = self.kernels.kernel(name, cfg.shared_mem_bytes)?;
+            launch::enqueue(&self.stream, name, &function, &cfg, &params)?;
+            self.keep_args_alive(args);
+            Ok(())
+        })
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -279,7 +286,7 @@ impl KernelBackend for Cuda {
         self.alloc_pinned_staging(bytes)
     }
     fn upload_staged(&self, dst: &mut DeviceBuffer, src: &Staging) -> Result<()> {
-        self.copy_from_staging(dst, src)
+        self.stream_op(|| self.copy_from_staging(dst, src))
     }
     fn record_event(&self) -> Result<Event> {
         self.record_stream_event()
