@@ -17,7 +17,7 @@
 
 use super::{cuda_error, Cuda};
 use crate::device::backend::{DeviceBuffer, KernelArg};
-use crate::device::graph::Graph;
+use crate::device::graph::{CaptureSession, Graph};
 use crate::device::staging::Staging;
 use crate::error::{Error, Result};
 use cudarc::driver::{sys, CudaGraph};
@@ -27,6 +27,17 @@ use std::sync::Mutex;
 pub(crate) enum KeptAlive {
     Buffer(#[allow(dead_code)] DeviceBuffer),
     Staging(#[allow(dead_code)] Staging),
+}
+
+/// Keeps `buffers` alive for the graph `capture` is recording, if it is (cloning nothing
+/// otherwise). Work enqueued on the stream outside `launch` (cuBLASLt) calls this too.
+pub(crate) fn keep_buffers_alive(capture: &CaptureSession<KeptAlive>, buffers: &[&DeviceBuffer]) {
+    if !capture.is_capturing() {
+        return;
+    }
+    for buf in buffers {
+        drop(capture.record(KeptAlive::Buffer((*buf).clone())));
+    }
 }
 
 /// cudarc's graph is `!Send` (it holds raw driver handles). Driver graph handles are not tied to
@@ -52,16 +63,15 @@ impl Cuda {
 
     /// Keeps the buffers of a launch alive for the graph being captured, if one is.
     pub(crate) fn keep_args_alive(&self, args: &[KernelArg<'_>]) {
-        if !self.capture.is_capturing() {
-            return;
-        }
-        for arg in args {
-            match arg {
-                KernelArg::In(buf) => self.keep_alive(KeptAlive::Buffer((*buf).clone())),
-                KernelArg::Out(buf) => self.keep_alive(KeptAlive::Buffer((**buf).clone())),
-                _ => {}
-            }
-        }
+        let buffers: Vec<&DeviceBuffer> = args
+            .iter()
+            .filter_map(|arg| match arg {
+                KernelArg::In(buf) => Some(*buf),
+                KernelArg::Out(buf) => Some(&**buf),
+                _ => None,
+            })
+            .collect();
+        keep_buffers_alive(&self.capture, &buffers);
     }
 
     /// Keeps `what` alive for the graph being captured, if one is (otherwise drops it).

@@ -17,7 +17,7 @@
 
 pub mod allocator;
 pub mod cublaslt;
-mod graph;
+pub(crate) mod graph;
 pub mod image_cache;
 pub mod kernel_report;
 pub mod launch;
@@ -112,8 +112,9 @@ pub struct Cuda {
     stream: Arc<CudaStream>,
     allocator: Arc<CachingAllocator>,
     kernels: KernelRegistry,
-    /// The graph capture in progress on `stream`, if any, and what it keeps alive.
-    capture: CaptureSession<KeptAlive>,
+    /// The graph capture in progress on `stream`, if any, and what it keeps alive (shared with
+    /// `CublasLt`, whose matmuls on this stream are captured too).
+    capture: Arc<CaptureSession<KeptAlive>>,
 }
 
 impl Cuda {
@@ -136,7 +137,7 @@ impl Cuda {
             arch,
             ctx,
             stream,
-            capture: CaptureSession::new("cuda"),
+            capture: Arc::new(CaptureSession::new("cuda")),
         })
     }
 
