@@ -128,11 +128,16 @@ impl<N> CaptureSession<N> {
     /// `err` unchanged; if a capture is in progress it is invalidated with `err`'s message (the
     /// first failure wins), as a failed call invalidates a CUDA stream capture.
     pub(crate) fn invalidate(&self, err: Error) -> Error {
+        self.fail(|| err.to_string());
+        err
+    }
+
+    /// Marks a capture in progress as failed with `why()` unless it already failed.
+    fn fail(&self, why: impl FnOnce() -> String) {
         let mut state = self.lock();
         if let State::Recording(_) = *state {
-            *state = State::Failed(err.to_string());
+            *state = State::Failed(why());
         }
-        err
     }
 
     /// An error naming `op` if a capture is in progress, which it also invalidates; `why` says
@@ -141,11 +146,10 @@ impl<N> CaptureSession<N> {
         if !self.is_capturing() {
             return Ok(());
         }
-        let err = Error::device(
-            self.backend,
-            format!("{} during graph capture: {why}", op()),
-        );
-        Err(self.invalidate(err))
+        let msg = format!("{} during graph capture: {why}", op());
+        // Stored without the backend's prefix, which `end` adds once.
+        self.fail(|| msg.clone());
+        Err(Error::device(self.backend, msg))
     }
 
     /// Refuses an allocation of `bytes` bytes while capturing.
@@ -222,7 +226,11 @@ mod tests {
         assert!(session.refuse_alloc(4).is_err());
         assert_eq!(session.record(1), None, "a failed capture records nothing");
         let end = session.end().unwrap_err().to_string();
-        assert!(end.contains("download of 8 bytes"), "{end}");
+        assert_eq!(
+            end,
+            "test: the graph capture failed: download of 8 bytes during graph capture: a \
+             captured step must not read the device"
+        );
         assert!(!end.contains("allocation"), "{end}");
         session.begin().unwrap();
         assert!(
