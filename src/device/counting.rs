@@ -63,24 +63,43 @@ impl Counts {
         self.launches.iter().map(|l| l.name.clone()).collect()
     }
 
-    /// Adds every count of `other` to these (a replay adds its graph's recorded work).
+    /// Adds every count of `other` to these (a replay adds its graph's recorded work). The
+    /// destructuring is exhaustive, so a new field cannot be forgotten here.
     pub fn add(&mut self, other: &Counts) {
-        self.launches.extend(other.launches.iter().cloned());
-        self.uploads += other.uploads;
-        self.upload_bytes += other.upload_bytes;
-        self.downloads += other.downloads;
-        self.download_bytes += other.download_bytes;
-        self.syncs += other.syncs;
-        self.allocs += other.allocs;
-        self.alloc_bytes += other.alloc_bytes;
-        self.memsets += other.memsets;
-        self.copies += other.copies;
-        self.fallbacks.extend(other.fallbacks.iter().copied());
-        self.staged_uploads += other.staged_uploads;
-        self.staged_upload_bytes += other.staged_upload_bytes;
-        self.captures += other.captures;
-        self.replays += other.replays;
-        self.event_waits += other.event_waits;
+        let Counts {
+            launches,
+            uploads,
+            upload_bytes,
+            downloads,
+            download_bytes,
+            syncs,
+            allocs,
+            alloc_bytes,
+            memsets,
+            copies,
+            fallbacks,
+            staged_uploads,
+            staged_upload_bytes,
+            captures,
+            replays,
+            event_waits,
+        } = other;
+        self.launches.extend(launches.iter().cloned());
+        self.uploads += uploads;
+        self.upload_bytes += upload_bytes;
+        self.downloads += downloads;
+        self.download_bytes += download_bytes;
+        self.syncs += syncs;
+        self.allocs += allocs;
+        self.alloc_bytes += alloc_bytes;
+        self.memsets += memsets;
+        self.copies += copies;
+        self.fallbacks.extend(fallbacks.iter().copied());
+        self.staged_uploads += staged_uploads;
+        self.staged_upload_bytes += staged_upload_bytes;
+        self.captures += captures;
+        self.replays += replays;
+        self.event_waits += event_waits;
     }
 }
 
