@@ -683,7 +683,7 @@ fn bad_batches_are_rejected_before_staging() {
         )
         .unwrap()
     };
-    let dev = Counting::new(Arc::new(Emu));
+    let dev = Counting::new(Arc::new(Emu::default()));
     let compute = Compute::on(dev.clone());
     let stage = |batch: Batch| StepInputs::stage(&compute, &model, batch, None, [1.0, -1e-3]);
     for (what, bad, expect) in [

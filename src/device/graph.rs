@@ -152,11 +152,14 @@ impl<N> CaptureSession<N> {
         Err(Error::device(self.backend, msg))
     }
 
-    /// Refuses an allocation of `bytes` bytes while capturing.
+    /// Refuses an allocation of `bytes` bytes that the device's caching pool cannot serve while
+    /// capturing (a driver allocation is not capturable).
     pub(crate) fn refuse_alloc(&self, bytes: usize) -> Result<()> {
         self.refuse(
             || format!("allocation of {bytes} bytes"),
-            "no allocation inside a capture; allocate the step's buffers before capturing",
+            "no driver allocation inside a capture (staging, or a device block the memory pool \
+             has no free block of that size for); allocate staging before capturing and run the \
+             step once eagerly so the pool holds its buffers",
         )
     }
 

@@ -171,7 +171,18 @@ impl KernelBackend for Cuda {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
-        self.capture.refuse_alloc(bytes)?;
+        // While capturing, only the caching pool may serve (the driver's allocation is not
+        // capturable); the eager step before a capture leaves the step's blocks there, and the
+        // graph then keeps the blocks it froze.
+        if self.capture.is_capturing() {
+            return match self.allocator.allocate_cached(bytes) {
+                Some(block) => Ok(DeviceBuffer::new(bytes, Box::new(block))),
+                None => self
+                    .capture
+                    .refuse_alloc(bytes)
+                    .map(|()| unreachable!("refused")),
+            };
+        }
         let block = self.allocator.allocate(bytes)?;
         Ok(DeviceBuffer::new(bytes, Box::new(block)))
     }
