@@ -8,6 +8,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod device_tensor;
 pub mod emu;
+pub mod trace;
 
 pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 pub use compute::{Compute, Kernels};
