@@ -214,12 +214,14 @@ fn recur() -> Command {
     c
 }
 
-/// `recur profile` with `args` and the tiny config; its stdout parsed as one JSON object.
-fn profile_json(device: &str) -> Value {
+/// `recur profile --json` on `device` with the tiny config and `extra` flags; its stdout parsed
+/// as one JSON object.
+fn profile_json(device: &str, extra: &[&str]) -> Value {
     let mut cmd = recur();
     cmd.args([
         "profile", "--preset", "trm-cpu", "--device", device, "--json",
     ]);
+    cmd.args(extra);
     for set in TINY {
         cmd.args(["--set", set]);
     }
@@ -259,7 +261,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[test]
 fn json_has_every_key_and_totals_are_the_sums_of_the_rows() {
-    let v = profile_json("trace");
+    let v = profile_json("trace", &[]);
     for key in REQUIRED {
         number(&v, key);
     }
@@ -267,6 +269,7 @@ fn json_has_every_key_and_totals_are_the_sums_of_the_rows() {
         assert!(!v[key].is_null(), "{key} missing: {v}");
     }
     assert_eq!(v["device"], "trace");
+    assert_eq!(v["gpu"], "h100");
     assert_eq!(v["preset"], "trm-cpu");
     assert_eq!(number(&v, "batch"), 4.0);
     let rows = v["kernels"].as_array().unwrap();
@@ -279,7 +282,7 @@ fn json_has_every_key_and_totals_are_the_sums_of_the_rows() {
         number(&v, "bytes_per_step")
     ));
     let moved_s =
-        number(&v, "memset_and_copy_bytes_per_step") / number(&v["gpu"], "hbm_bytes_per_s");
+        number(&v, "memset_and_copy_bytes_per_step") / number(&v["gpu_peaks"], "hbm_bytes_per_s");
     assert!(close(sum("roofline_s") + moved_s, number(&v, "roofline_s")));
     assert!(number(&v, "flops_per_step") > 0.0);
     assert!(number(&v, "minimal_bytes_per_step") > 0.0);
@@ -291,7 +294,7 @@ fn json_has_every_key_and_totals_are_the_sums_of_the_rows() {
 
 #[test]
 fn emu_json_agrees_with_the_counting_backend() {
-    let v = profile_json("emu");
+    let v = profile_json("emu", &[]);
     assert_eq!(v["device"], "emu");
     let counts = counts_of(Arc::new(Emu), 2);
     assert_eq!(
@@ -301,6 +304,10 @@ fn emu_json_agrees_with_the_counting_backend() {
     assert_eq!(number(&v, "h2d_per_step"), counts.uploads as f64);
     assert_eq!(number(&v, "d2h_per_step"), counts.downloads as f64);
     assert_eq!(number(&v, "syncs_per_step"), counts.syncs as f64);
+    assert_eq!(
+        number(&v, "host_waits_per_step"),
+        (counts.syncs + counts.downloads) as f64
+    );
     assert_eq!(number(&v, "allocs_per_step"), counts.allocs as f64);
     assert_eq!(
         number(&v, "cpu_fallbacks_per_step"),
@@ -318,6 +325,25 @@ fn emu_json_agrees_with_the_counting_backend() {
         let name = row["name"].as_str().unwrap();
         assert_eq!(number(row, "launches"), by_name(name) as f64, "{name}");
     }
+}
+
+#[test]
+fn the_roofline_follows_the_named_gpu_and_eval_reports_a_segment() {
+    let h100 = profile_json("trace", &["--gpu", "h100"]);
+    let h200 = profile_json("trace", &["--gpu", "h200", "--eval"]);
+    assert_eq!(h200["gpu"], "h200");
+    // Same step, same FLOP peaks, 4.8 / 3.35 times the bandwidth: faster, never slower.
+    assert_eq!(
+        number(&h100, "bytes_per_step"),
+        number(&h200, "bytes_per_step")
+    );
+    assert!(number(&h200, "roofline_s") < number(&h100, "roofline_s"));
+    assert!(number(&h200, "roofline_s") >= number(&h100, "roofline_s") * 3.35 / 4.8);
+    assert!(h100["eval_segment"].is_null());
+    let eval = &h200["eval_segment"];
+    assert!(number(eval, "launches_per_step") > 0.0, "{eval}");
+    // Evaluation runs no backward and no optimizer.
+    assert!(number(eval, "launches_per_step") < number(&h200, "launches_per_step"));
 }
 
 /// Runs `recur profile` with `args` and returns its stderr, failing unless it exits non-zero

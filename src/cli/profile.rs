@@ -55,12 +55,6 @@ fn backend(flag: &str) -> Result<Arc<dyn KernelBackend>> {
 
 pub fn run(args: ProfileArgs) -> Result<()> {
     let gpu = Gpu::from_flag(&args.gpu)?;
-    if args.steps == 0 {
-        return Err(Error::arg(
-            "--steps",
-            "must be at least 1 (the last step is the one reported)",
-        ));
-    }
     let cfg = args.config.resolve(DEFAULT_PRESET)?;
     let device = args.device.trim().to_ascii_lowercase();
     let backend = backend(&device)?;
@@ -70,6 +64,15 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         eval: args.eval,
         timed: device == "cuda",
     };
+    // A progress line first (stderr, so --json stays one object on stdout): on a GPU the first
+    // step compiles every kernel it launches, and a caller with a time limit should see where
+    // the time went.
+    eprintln!(
+        "recur profile: {} training steps of {} (batch {}) on {backend_name}",
+        args.steps,
+        args.config.preset.as_deref().unwrap_or(DEFAULT_PRESET),
+        cfg.train.global_batch_size
+    );
     let (profile, trainer) = profile_training(cfg, backend, &opts)?;
     let cfg = &trainer.cfg;
     let step = StepCost::new(&profile.train, 1, &gpu);
@@ -97,7 +100,8 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             "model": "counts from the run; bytes, FLOPs and roofline are a model, not a measurement",
             "device": device,
             "backend": backend_name,
-            "gpu": gpu,
+            "gpu": gpu.name,
+            "gpu_peaks": gpu,
             "preset": preset,
             "arch": format!("{:?}", cfg.model.arch),
             "batch": batch,
@@ -164,8 +168,8 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
     println!();
     println!("== {title}: kernels by bytes (roofline on {}) ==", gpu.name);
     println!(
-        "{:<40} {:>9} {:>12} {:>12} {:>11}",
-        "kernel", "launches", "MB", "GFLOP", "roofline µs"
+        "{:<40} {:>9} {:>12} {:>12} {:>12}",
+        "kernel", "launches", "MB", "GFLOP", "roofline ms"
     );
     for r in &c.kernels {
         let flops = if r.has_flop_formula {
@@ -174,12 +178,12 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
             "?".to_string()
         };
         println!(
-            "{:<40} {:>9} {:>12.2} {:>12} {:>11.1}",
+            "{:<40} {:>9} {:>12.2} {:>12} {:>12.4}",
             r.name,
             r.launches,
             r.bytes / 1e6,
             flops,
-            r.roofline_s * 1e6
+            r.roofline_s * 1e3
         );
     }
     println!("-- totals per step --");
@@ -194,7 +198,10 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
         c.d2h_per_step,
         c.d2h_bytes_per_step / 1e6
     );
-    println!("synchronisations         {}", c.syncs_per_step);
+    println!(
+        "synchronisations         {} (host waits, downloads included: {})",
+        c.syncs_per_step, c.host_waits_per_step
+    );
     println!(
         "driver allocations       {} ({:.2} MB)",
         c.allocs_per_step,
@@ -259,9 +266,9 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
     println!("top 3 by roofline time:");
     for r in c.top_by_time(3) {
         println!(
-            "    {:<40} {:>10.1} µs ({:.1}%)",
+            "    {:<40} {:>10.4} ms ({:.1}%)",
             r.name,
-            r.roofline_s * 1e6,
+            r.roofline_s * 1e3,
             100.0 * r.roofline_s / c.roofline_s
         );
     }

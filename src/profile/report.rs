@@ -31,7 +31,11 @@ pub struct StepCost {
     pub h2d_bytes_per_step: f64,
     pub d2h_per_step: f64,
     pub d2h_bytes_per_step: f64,
+    /// Explicit `synchronize` calls.
     pub syncs_per_step: f64,
+    /// Times the host waits for the device: explicit synchronisations plus downloads (a
+    /// download waits for the work pending on its buffer, so on a GPU each one stalls the step).
+    pub host_waits_per_step: f64,
     pub allocs_per_step: f64,
     pub alloc_bytes_per_step: f64,
     pub memsets_per_step: f64,
@@ -107,6 +111,7 @@ impl StepCost {
             d2h_per_step: counts.downloads as f64 / per,
             d2h_bytes_per_step: counts.download_bytes as f64 / per,
             syncs_per_step: counts.syncs as f64 / per,
+            host_waits_per_step: (counts.syncs + counts.downloads) as f64 / per,
             allocs_per_step: counts.allocs as f64 / per,
             alloc_bytes_per_step: counts.alloc_bytes as f64 / per,
             memsets_per_step: counts.memsets as f64 / per,
