@@ -32,18 +32,26 @@ const TINY: &[&str] = &[
     "lr_warmup_steps=2",
 ];
 
-fn tiny_config() -> RunConfig {
-    let edits: Vec<String> = TINY.iter().map(|s| s.to_string()).collect();
-    RunConfig::load("trm-cpu", &edits).unwrap()
+/// The tiny config on `preset` (`trm-cpu` or `hrm-cpu`, whose H module gets one layer too).
+fn tiny_config(preset: &str) -> RunConfig {
+    let mut edits: Vec<String> = TINY.iter().map(|s| s.to_string()).collect();
+    if preset == "hrm-cpu" {
+        edits.push("H_layers=1".into());
+    }
+    RunConfig::load(preset, &edits).unwrap()
 }
 
 fn counts_of(backend: Arc<dyn KernelBackend>, steps: usize) -> Counts {
+    preset_counts("trm-cpu", backend, steps)
+}
+
+fn preset_counts(preset: &str, backend: Arc<dyn KernelBackend>, steps: usize) -> Counts {
     let opts = ProfileOptions {
         steps,
         eval: false,
         timed: false,
     };
-    profile_training(tiny_config(), backend, &opts)
+    profile_training(tiny_config(preset), backend, &opts)
         .unwrap()
         .0
         .train
@@ -63,14 +71,15 @@ fn launch_multiset(counts: &Counts) -> BTreeMap<String, usize> {
 #[test]
 fn trace_records_exactly_the_launches_emu_runs() {
     // Step 1 starts from the initial carry; step 2 is the steady state the profile reports.
-    for steps in [1, 2] {
-        let emu = counts_of(Arc::new(Emu), steps);
-        let trace = counts_of(Arc::new(Trace::new()), steps);
+    // HRM adds the Q-continue target, a second forward pass of the Q head.
+    for (preset, steps) in [("trm-cpu", 1), ("trm-cpu", 2), ("hrm-cpu", 2)] {
+        let emu = preset_counts(preset, Arc::new(Emu), steps);
+        let trace = preset_counts(preset, Arc::new(Trace::new()), steps);
         assert!(!emu.launches.is_empty(), "the step launched nothing on Emu");
         assert_eq!(
             launch_multiset(&trace),
             launch_multiset(&emu),
-            "step {steps}: the trace's launches differ from Emu's"
+            "{preset} step {steps}: the trace's launches differ from Emu's"
         );
         // Copies, synchronisations and allocations cross the counter the same way too.
         let moves = |c: &Counts| {
@@ -87,7 +96,7 @@ fn trace_records_exactly_the_launches_emu_runs() {
                 c.fallbacks.clone(),
             )
         };
-        assert_eq!(moves(&trace), moves(&emu), "step {steps}");
+        assert_eq!(moves(&trace), moves(&emu), "{preset} step {steps}");
     }
 }
 
