@@ -363,6 +363,30 @@ fn config_overrides_are_checked() {
     assert_eq!(recur::train::trainer::total_steps(&trm, 1000), 65_104);
 }
 
+#[test]
+fn paper_presets_build_their_data() {
+    // `test_puzzles = 0` holds out every distinct puzzle the training subsample leaves. The
+    // bundled set repeats some questions; they must not eat into the 1000 training puzzles.
+    let cfg = RunConfig::load("trm-att-sudoku", &[]).unwrap();
+    for preset in ["trm-mlp-sudoku", "hrm-sudoku"] {
+        assert_eq!(
+            RunConfig::load(preset, &[]).unwrap().data,
+            cfg.data,
+            "{preset}"
+        );
+    }
+    let data = dataset::build(&cfg.data).unwrap();
+    assert_eq!(data.train.len(), cfg.data.train_puzzles);
+    let split = &data.meta.split;
+    assert!(split.duplicates_removed > 0, "the case this test is for");
+    assert_eq!(
+        data.train.len() + data.test.len(),
+        split.input_count - split.duplicates_removed
+    );
+    let train: std::collections::HashSet<_> = data.train.iter().map(|p| &p.question).collect();
+    assert!(data.test.iter().all(|p| !train.contains(&p.question)));
+}
+
 // ---- the command line -------------------------------------------------------------------
 
 fn tempdir(name: &str) -> PathBuf {

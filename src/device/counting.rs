@@ -29,6 +29,54 @@ pub struct Launch {
     pub bytes_in: usize,
     /// Bytes of the buffers passed as outputs (`KernelArg::Out`).
     pub bytes_out: usize,
+    /// Every argument in parameter order, as far as a cost model needs it: buffer sizes and
+    /// scalar values (a launch alone does not say its shapes; its scalars and buffers do).
+    pub args: Vec<ArgRecord>,
+}
+
+/// One launch argument as the counter saw it: a buffer's length in bytes, or a scalar's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ArgRecord {
+    In(usize),
+    Out(usize),
+    I32(i32),
+    U32(u32),
+    I64(i64),
+    U64(u64),
+    F32(f32),
+}
+
+impl ArgRecord {
+    fn of(arg: &KernelArg<'_>) -> ArgRecord {
+        match arg {
+            KernelArg::In(b) => ArgRecord::In(b.len_bytes()),
+            KernelArg::Out(b) => ArgRecord::Out(b.len_bytes()),
+            KernelArg::I32(v) => ArgRecord::I32(*v),
+            KernelArg::U32(v) => ArgRecord::U32(*v),
+            KernelArg::I64(v) => ArgRecord::I64(*v),
+            KernelArg::U64(v) => ArgRecord::U64(*v),
+            KernelArg::F32(v) => ArgRecord::F32(*v),
+        }
+    }
+
+    /// An integer scalar's value (any width), or `None` for a buffer or a float.
+    pub fn int(&self) -> Option<i64> {
+        match *self {
+            ArgRecord::I32(v) => Some(v.into()),
+            ArgRecord::U32(v) => Some(v.into()),
+            ArgRecord::I64(v) => Some(v),
+            ArgRecord::U64(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// A buffer's length in bytes, or `None` for a scalar.
+    pub fn buffer_bytes(&self) -> Option<usize> {
+        match *self {
+            ArgRecord::In(b) | ArgRecord::Out(b) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 /// What crossed the backend since the counts were last taken.
@@ -43,7 +91,11 @@ pub struct Counts {
     pub allocs: usize,
     pub alloc_bytes: usize,
     pub memsets: usize,
+    /// Bytes set by the memsets.
+    pub memset_bytes: usize,
     pub copies: usize,
+    /// Bytes copied device to device (each is read once and written once).
+    pub copy_bytes: usize,
     /// Ops that ran the CPU reference on a kernel compute, in order.
     pub fallbacks: Vec<&'static str>,
     /// Staged uploads (`upload_staged`); each is also counted in `uploads` and `upload_bytes`.
@@ -76,7 +128,9 @@ impl Counts {
             allocs,
             alloc_bytes,
             memsets,
+            memset_bytes,
             copies,
+            copy_bytes,
             fallbacks,
             staged_uploads,
             staged_upload_bytes,
@@ -93,7 +147,9 @@ impl Counts {
         self.allocs += allocs;
         self.alloc_bytes += alloc_bytes;
         self.memsets += memsets;
+        self.memset_bytes += memset_bytes;
         self.copies += copies;
+        self.copy_bytes += copy_bytes;
         self.fallbacks.extend(fallbacks.iter().copied());
         self.staged_uploads += staged_uploads;
         self.staged_upload_bytes += staged_upload_bytes;
@@ -179,11 +235,12 @@ impl KernelBackend for Counting {
         self.inner.download(buf)
     }
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
+        let args_seen: Vec<ArgRecord> = args.iter().map(ArgRecord::of).collect();
         let (mut bytes_in, mut bytes_out) = (0, 0);
-        for arg in args.iter() {
+        for arg in &args_seen {
             match arg {
-                KernelArg::In(b) => bytes_in += b.len_bytes(),
-                KernelArg::Out(b) => bytes_out += b.len_bytes(),
+                ArgRecord::In(b) => bytes_in += b,
+                ArgRecord::Out(b) => bytes_out += b,
                 _ => {}
             }
         }
@@ -193,6 +250,7 @@ impl KernelBackend for Counting {
                 config: cfg,
                 bytes_in,
                 bytes_out,
+                args: args_seen,
             })
         });
         self.inner.launch(name, cfg, args)
@@ -202,11 +260,19 @@ impl KernelBackend for Counting {
         self.inner.synchronize()
     }
     fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
-        self.count(|c| c.memsets += 1);
+        let bytes = buf.len_bytes();
+        self.count(|c| {
+            c.memsets += 1;
+            c.memset_bytes += bytes;
+        });
         self.inner.memset(buf, byte)
     }
     fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
-        self.count(|c| c.copies += 1);
+        let bytes = src.len_bytes();
+        self.count(|c| {
+            c.copies += 1;
+            c.copy_bytes += bytes;
+        });
         self.inner.copy(dst, src)
     }
     fn note_fallback(&self, op: &'static str) {

@@ -10,6 +10,7 @@ pub mod device_tensor;
 pub mod emu;
 pub mod graph;
 pub mod staging;
+pub mod trace;
 
 pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 pub use compute::{Compute, Kernels};
