@@ -687,7 +687,7 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
 fn bad_batches_are_rejected_before_staging() {
     use recur::device::counting::Counting;
     use recur::device::emu::Emu;
-    use recur::train::step_inputs::StepInputs;
+    use recur::train::step_inputs::{stage, HostInputs};
     use std::sync::Arc;
 
     let cfg = small_config(&[]);
@@ -709,7 +709,15 @@ fn bad_batches_are_rejected_before_staging() {
     };
     let dev = Counting::new(Arc::new(Emu::default()));
     let compute = Compute::on(dev.clone());
-    let stage = |batch: Batch| StepInputs::stage(&compute, &model, batch, None, [1.0, -1e-3]);
+    let stage = |batch: Batch| {
+        let host = HostInputs {
+            batch,
+            adam_scalars: None,
+            sign_sgd_scalars: [1.0, -1e-3],
+            exploration_draw: None,
+        };
+        stage(&compute, &model, host, None)
+    };
     for (what, bad, expect) in [
         ("token", batch(vocab, 2, 0), "outside the vocabulary"),
         ("negative token", batch(-1, 2, 0), "outside the vocabulary"),

@@ -18,7 +18,7 @@ use crate::train::config::RunConfig;
 use crate::train::dataset::SudokuData;
 use crate::train::evaluate::{evaluate, EvalReport, Prediction};
 use crate::train::example_stream::{ExampleStream, StreamPosition};
-use crate::train::step_inputs::StepInputs;
+use crate::train::step_inputs::{stage, HostInputs, InputSlots, StepInputs};
 use serde::Serialize;
 
 /// What one step did, averaged as the official logger does (sums over halted sequences divided
@@ -58,6 +58,8 @@ pub struct Trainer {
     pub elapsed_before_s: f64,
     /// Where the ops run (the CPU reference, Emu, or a GPU).
     pub compute: Compute,
+    /// The pinned slots a kernel step's inputs arrive through (made at the first step).
+    pub(crate) input_slots: Option<InputSlots>,
 }
 
 impl Trainer {
@@ -106,6 +108,7 @@ impl Trainer {
             ),
             elapsed_before_s: 0.0,
             compute,
+            input_slots: None,
             cfg,
             data,
             model,
@@ -143,6 +146,17 @@ impl Trainer {
         Batch::new(inputs, labels, Tensor::from_vec(vec![0i32; b], [b])?)
     }
 
+    /// Places a step's host inputs where the step reads them: through the pinned input slots,
+    /// made at the first step, when the backend has them.
+    fn stage(&mut self, host: HostInputs) -> Result<StepInputs> {
+        if let (Some(kernels), None) = (self.compute.kernels(), &self.input_slots) {
+            let example = host.tensors()?;
+            let refs: Vec<&Tensor> = example.iter().collect();
+            self.input_slots = InputSlots::new(kernels, &refs)?;
+        }
+        stage(&self.compute, &self.model, host, self.input_slots.as_mut())
+    }
+
     /// One supervision segment and one optimizer step.
     pub fn train_step(&mut self) -> Result<StepReport> {
         // The official loop counts the step before computing its rate, so step 1 of warmup
@@ -151,14 +165,13 @@ impl Trainer {
         self.optimizer.set_lr(lr)?;
         self.puzzle_optimizer
             .set_lr(self.puzzle_schedule.lr(self.step + 1))?;
-        let batch = self.next_batch()?;
-        let inputs = StepInputs::stage(
-            &self.compute,
-            &self.model,
-            batch,
-            self.optimizer.next_kernel_scalars(&self.params),
-            self.puzzle_optimizer.kernel_scalars(),
-        )?;
+        let host = HostInputs {
+            batch: self.next_batch()?,
+            adam_scalars: self.optimizer.next_kernel_scalars(&self.params),
+            sign_sgd_scalars: self.puzzle_optimizer.kernel_scalars(),
+            exploration_draw: None,
+        };
+        let inputs = self.stage(host)?;
         let batch = &inputs.batch;
         let carry = match self.carry.take() {
             Some(c) => c,
