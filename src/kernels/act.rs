@@ -324,12 +324,7 @@ pub fn metrics_into(
     let mut losses = vec![operand(lm_loss), operand(q_halt_loss)];
     losses.extend(q_continue_loss.map(operand));
     check_metrics(operand(scores), &losses)?;
-    expect_out(
-        "act_loss",
-        out,
-        &Shape::new([ACT_METRICS]),
-        DType::F64,
-    )?;
+    expect_out("act_loss", out, &Shape::new([ACT_METRICS]), DType::F64)?;
     dev.launch(
         "act_metrics_f32",
         LaunchConfig::linear(1, 32),

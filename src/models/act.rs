@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::probe::Probe;
-use crate::models::reasoner::{Reasoner, SegmentOutput};
+use crate::models::reasoner::{check_token_range, Reasoner, SegmentOutput};
 use crate::ops::act::{self, Fresh, HaltRule};
 use crate::params::Params;
 use crate::tape::{Compute, Tape};
@@ -144,12 +144,17 @@ pub fn act_step(
             ),
         ));
     }
+    // The new batch's tokens are checked here, on the host, before they join the carry (which
+    // may live on the device, where the model does not read them back).
+    check_token_range(&batch.inputs, cfg.vocab_size)?;
     let compute = tape.compute();
     let reset = &carry.halted;
-    let init = |v: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Repeated(v), kept);
+    let init =
+        |v: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Repeated(v), kept);
     let z_h = init(&model.buffers.h_init, &carry.z_h)?;
     let z_l = init(&model.buffers.l_init, &carry.z_l)?;
-    let take = |new: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Rows(new), kept);
+    let take =
+        |new: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Rows(new), kept);
     let data = Batch::new(
         take(&batch.inputs, &carry.data.inputs)?,
         take(&batch.labels, &carry.data.labels)?,

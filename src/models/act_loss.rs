@@ -155,9 +155,8 @@ pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
     )?;
 
     let lm = tape.sum_all(&tape.stablemax_cross_entropy(&out.logits, labels)?)?;
-    let q_halt = tape.sum_all(
-        &tape.bce_with_logits(&out.q_halt, &Var::constant(scores.seq_correct.clone()))?,
-    )?;
+    let q_halt = tape
+        .sum_all(&tape.bce_with_logits(&out.q_halt, &Var::constant(scores.seq_correct.clone()))?)?;
     let q_cont = step
         .target_q_continue
         .as_ref()

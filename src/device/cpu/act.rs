@@ -135,7 +135,12 @@ pub fn select_rows(take_fresh: &Tensor, fresh: Fresh<'_>, kept: &Tensor) -> Resu
 /// seed high, segment low, segment high.
 pub fn draw_words(seed: u64, segment: u64) -> [i32; 4] {
     let word = |x: u64, shift: u32| (x >> shift) as u32 as i32;
-    [word(seed, 0), word(seed, 32), word(segment, 0), word(segment, 32)]
+    [
+        word(seed, 0),
+        word(seed, 32),
+        word(segment, 0),
+        word(segment, 32),
+    ]
 }
 
 fn draw_of(words: &[i32]) -> (u64, u64) {
@@ -234,7 +239,10 @@ pub fn halt(
         }
     }
     let halted: Vec<i32> = halted.into_iter().map(i32::from).collect();
-    Ok((Tensor::from_vec(halted, [b])?, Tensor::from_vec(steps, [b])?))
+    Ok((
+        Tensor::from_vec(halted, [b])?,
+        Tensor::from_vec(steps, [b])?,
+    ))
 }
 
 /// HRM's Q-continue target, f32 `[B]`: `σ(is_last ? next_halt : max(next_halt, next_continue))`
@@ -325,7 +333,10 @@ pub fn check_score(
 /// and the valid labels the predictions got (correct).
 pub fn sequence_counts(preds: &[i32], labels: &[i32], seq_len: usize) -> (Vec<usize>, Vec<usize>) {
     let (mut valid, mut correct) = (Vec::new(), Vec::new());
-    for (prow, lrow) in preds.chunks(seq_len.max(1)).zip(labels.chunks(seq_len.max(1))) {
+    for (prow, lrow) in preds
+        .chunks(seq_len.max(1))
+        .zip(labels.chunks(seq_len.max(1)))
+    {
         valid.push(lrow.iter().filter(|&&y| y != IGNORE_LABEL).count());
         correct.push(
             prow.iter()
@@ -427,6 +438,11 @@ pub fn metrics(
     let mut m = scores.to_vec_f64()?;
     m.push(lm_loss.item()?);
     m.push(q_halt_loss.item()?);
-    m.push(q_continue_loss.map(Tensor::item).transpose()?.unwrap_or(0.0));
+    m.push(
+        q_continue_loss
+            .map(Tensor::item)
+            .transpose()?
+            .unwrap_or(0.0),
+    );
     Tensor::from_vec(m, [ACT_METRICS])
 }
