@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::device::cpu::act::{self as reference, Fresh, HaltRule, SCORE_METRICS};
 use recur::device::{DeviceTensor, KernelBackend};
-use recur::kernels::act::{self as k, DeviceScores, FreshRows, HaltInputs};
+use recur::kernels::act::{self as k, DeviceScores, HaltInputs};
 use recur::rng::philox;
 use recur::{DType, Tensor};
 
@@ -92,16 +92,13 @@ fn check_select_rows(dev: &dyn KernelBackend) {
                     continue; // a [B] tensor has one-element rows: nothing to repeat
                 }
                 let what = format!("select_rows {dtype} {dims:?} repeated={repeated}");
-                let (fresh, fresh_d) = if repeated {
-                    (Fresh::Repeated(&init), up(dev, &init))
+                let fresh = if repeated {
+                    Fresh::Repeated(&init)
                 } else {
-                    (Fresh::Rows(&new), up(dev, &new))
+                    Fresh::Rows(&new)
                 };
-                let rows = if repeated {
-                    FreshRows::Repeated(&fresh_d)
-                } else {
-                    FreshRows::Rows(&fresh_d)
-                };
+                let fresh_d = up(dev, fresh.tensor());
+                let rows = fresh.with(&fresh_d);
                 let want = reference::select_rows(&take, fresh, &kept).unwrap();
                 let mut out = DeviceTensor::poisoned(dev, dims.clone(), dtype).unwrap();
                 k::select_rows_into(dev, &take_d, rows, &kept_d, &mut out).unwrap();
@@ -123,7 +120,7 @@ fn check_select_rows(dev: &dyn KernelBackend) {
         let got = k::select_rows(
             dev,
             &up(dev, &take),
-            FreshRows::Rows(&up(dev, &new)),
+            Fresh::Rows(&up(dev, &new)),
             &up(dev, &kept),
         )
         .unwrap();
@@ -138,11 +135,11 @@ fn check_select_rows_errors(dev: &dyn KernelBackend) {
     let take = up(dev, &ints(vec![1, 0]));
     let kept = up(dev, &Tensor::zeros([2, 4], DType::F32));
     let bf = up(dev, &Tensor::zeros([2, 4], DType::BF16));
-    assert!(k::select_rows(dev, &take, FreshRows::Rows(&bf), &kept).is_err());
+    assert!(k::select_rows(dev, &take, Fresh::Rows(&bf), &kept).is_err());
     let odd = up(dev, &Tensor::zeros([3], DType::F32));
-    assert!(k::select_rows(dev, &take, FreshRows::Repeated(&odd), &kept).is_err());
+    assert!(k::select_rows(dev, &take, Fresh::Repeated(&odd), &kept).is_err());
     let short = up(dev, &ints(vec![1]));
-    assert!(k::select_rows(dev, &short, FreshRows::Rows(&kept), &kept).is_err());
+    assert!(k::select_rows(dev, &short, Fresh::Rows(&kept), &kept).is_err());
 }
 recur::kernel_test!(select_rows_errors, super::check_select_rows_errors);
 

@@ -17,19 +17,10 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
-pub use crate::device::cpu::act::{draw_words, ActMetricSlot};
+pub use crate::device::cpu::act::{draw_words, ActMetricSlot, Fresh};
 
 /// Threads per block of every kernel in act.cu (its `__launch_bounds__`).
 const THREADS: u32 = 256;
-
-/// Where the rows of a reset come from, on the device (`device::cpu::act::Fresh`).
-#[derive(Clone, Copy, Debug)]
-pub enum FreshRows<'a> {
-    /// Row `i` of a tensor shaped like the state.
-    Rows(&'a DeviceTensor),
-    /// A vector repeated along every row.
-    Repeated(&'a DeviceTensor),
-}
 
 fn i32_arg(op: &'static str, what: &str, n: usize) -> Result<KernelArg<'static>> {
     i32::try_from(n)
@@ -57,18 +48,16 @@ fn row_suffix(t: &DeviceTensor) -> Result<&'static str> {
 pub fn select_rows_into(
     dev: &dyn KernelBackend,
     take_fresh: &DeviceTensor,
-    fresh: FreshRows<'_>,
+    fresh: Fresh<&DeviceTensor>,
     kept: &DeviceTensor,
     out: &mut DeviceTensor,
 ) -> Result<()> {
     const OP: &str = "act_step";
-    let fresh_t = match fresh {
-        FreshRows::Rows(t) | FreshRows::Repeated(t) => t,
-    };
+    let fresh_t = *fresh.tensor();
     let (rows, row_len, stride, period) = select_rows_layout(
         operand(take_fresh),
         operand(fresh_t),
-        matches!(fresh, FreshRows::Repeated(_)),
+        fresh.is_repeated(),
         operand(kept),
     )?;
     expect_out(OP, out, kept.shape(), kept.dtype())?;
@@ -96,7 +85,7 @@ pub fn select_rows_into(
 pub fn select_rows(
     dev: &dyn KernelBackend,
     take_fresh: &DeviceTensor,
-    fresh: FreshRows<'_>,
+    fresh: Fresh<&DeviceTensor>,
     kept: &DeviceTensor,
 ) -> Result<DeviceTensor> {
     let mut out = DeviceTensor::uninit(dev, kept.shape().clone(), kept.dtype())?;

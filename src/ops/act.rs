@@ -10,7 +10,7 @@ pub use crate::device::cpu::act::{
 };
 use crate::error::Result;
 use crate::kernels::act as kernels;
-use crate::kernels::act::{FreshRows, HaltInputs};
+use crate::kernels::act::HaltInputs;
 use crate::ops::dispatch::{on_device, Compute};
 use crate::tensor::Tensor;
 
@@ -18,26 +18,16 @@ use crate::tensor::Tensor;
 pub fn reset_rows(
     compute: &Compute,
     take_fresh: &Tensor,
-    fresh: Fresh<'_>,
+    fresh: Fresh<&Tensor>,
     kept: &Tensor,
 ) -> Result<Tensor> {
     match compute.kernels() {
         None => cpu::select_rows(take_fresh, fresh, kept),
-        Some(dev) => {
-            let repeated = matches!(fresh, Fresh::Repeated(_));
-            on_device(
-                dev,
-                (take_fresh, fresh.tensor(), kept),
-                |dev, (take, fresh, kept)| {
-                    let rows = if repeated {
-                        FreshRows::Repeated(&fresh)
-                    } else {
-                        FreshRows::Rows(&fresh)
-                    };
-                    kernels::select_rows(dev, &take, rows, &kept)
-                },
-            )
-        }
+        Some(dev) => on_device(
+            dev,
+            (take_fresh, *fresh.tensor(), kept),
+            |dev, (take, rows, kept)| kernels::select_rows(dev, &take, fresh.with(&rows), &kept),
+        ),
     }
 }
 

@@ -38,19 +38,32 @@ pub const SCORE_METRICS: usize = 5;
 /// Length of the metrics buffer.
 pub const ACT_METRICS: usize = 8;
 
-/// Where the rows of a reset come from.
+/// Where the rows of a reset come from: `T` is a host `&Tensor` here, a `&DeviceTensor` for the
+/// kernels.
 #[derive(Clone, Copy, Debug)]
-pub enum Fresh<'a> {
+pub enum Fresh<T> {
     /// Row `i` of a tensor shaped like the state (the new batch's example in slot `i`).
-    Rows(&'a Tensor),
+    Rows(T),
     /// A vector repeated along every row (`H_init`, `L_init`: `[hidden]`, the state's dtype).
-    Repeated(&'a Tensor),
+    Repeated(T),
 }
 
-impl Fresh<'_> {
-    pub fn tensor(&self) -> &Tensor {
+impl<T> Fresh<T> {
+    pub fn tensor(&self) -> &T {
         match self {
             Fresh::Rows(t) | Fresh::Repeated(t) => t,
+        }
+    }
+
+    pub fn is_repeated(&self) -> bool {
+        matches!(self, Fresh::Repeated(_))
+    }
+
+    /// The same kind of fresh rows, from `other` (the same tensor elsewhere).
+    pub fn with<U>(&self, other: U) -> Fresh<U> {
+        match self {
+            Fresh::Rows(_) => Fresh::Rows(other),
+            Fresh::Repeated(_) => Fresh::Repeated(other),
         }
     }
 }
@@ -108,11 +121,11 @@ pub fn select_rows_layout(
 /// Row `i` of the result is the fresh row where `take_fresh[i] != 0`, else row `i` of `kept`
 /// (the official `torch.where(halted, new, old)` over the batch axis). Bytes are moved, not
 /// converted.
-pub fn select_rows(take_fresh: &Tensor, fresh: Fresh<'_>, kept: &Tensor) -> Result<Tensor> {
+pub fn select_rows(take_fresh: &Tensor, fresh: Fresh<&Tensor>, kept: &Tensor) -> Result<Tensor> {
     let (_, row_len, stride, period) = select_rows_layout(
         operand(take_fresh),
         operand(fresh.tensor()),
-        matches!(fresh, Fresh::Repeated(_)),
+        fresh.is_repeated(),
         operand(kept),
     )?;
     let size = kept.dtype().size_in_bytes();
