@@ -8,7 +8,8 @@
 // - act_score: per-sequence valid / correct counts, the Q-halt target, and the metrics of the
 //   halted sequences;
 // - act_metrics: the scores' metrics and the three loss scalars in one f64 buffer, the one
-//   thing the host reads per step (a step late).
+//   thing the host reads per step (a step late);
+// - act_eval_depth: evaluation's per-depth counts and halting steps, read once per batch.
 //
 // Per-step values (the exploration seed and segment) are read from device memory, not passed by
 // value: a captured CUDA graph freezes by-value arguments. What is passed by value is fixed for
@@ -219,3 +220,53 @@ extern "C" __global__ void __launch_bounds__(ACT_THREADS)
     metrics[METRIC_Q_HALT_LOSS] = (double)q_halt_loss[0];
     metrics[METRIC_Q_CONTINUE_LOSS] = has_q_continue ? (double)q_continue_loss[0] : 0.0;
 }
+
+// ---- act_eval_depth: evaluation's record of one depth ---------------------------------------------
+
+// Evaluation runs every sequence for all max_steps segments and records, at each depth, what the
+// host reports (train/evaluate.rs): record[2·depth] += sequences entirely right, record[2·depth + 1]
+// += valid tokens right; at the last depth record[2·max_steps] += sequences where q_halt ≥ 0
+// agrees with being right and record[2·max_steps + 1] += valid tokens. halt_step[i] (0 = not yet)
+// becomes depth + 1 the first time slot i's Q head asks to halt (`halt_only`: TRM's q_halt > 0,
+// else HRM's q_halt > q_continue), or at the last depth. Counts are i32 and added by one thread
+// in slot order; `record` and `halt_step` may be their previous values' memory.
+template <typename T>
+__device__ void act_eval_depth_impl(const int* __restrict__ valid, const int* __restrict__ correct,
+                                    const T* __restrict__ q_halt, const T* __restrict__ q_continue,
+                                    const int* prev_halt_step, const int* prev_record, int* halt_step,
+                                    int* record, int batch, int depth, int max_steps, int halt_only) {
+    const bool last = depth + 1 == max_steps;
+    for (int i = threadIdx.x; i < batch; i += blockDim.x) {
+        int h = prev_halt_step[i];
+        if (h == 0) {
+            const float qh = load_f32(q_halt, i), qc = load_f32(q_continue, i);
+            const bool fires = halt_only ? qh > 0.0f : qh > qc;
+            if (fires || last) h = depth + 1;
+        }
+        halt_step[i] = h;
+    }
+    if (threadIdx.x != 0) return;
+    int exact = 0, right = 0, agree = 0, total = 0;
+    for (int b = 0; b < batch; ++b) {
+        const bool all_right = valid[b] == correct[b];
+        exact += all_right;
+        right += correct[b];
+        agree += (load_f32(q_halt, b) >= 0.0f) == all_right;
+        total += valid[b];
+    }
+    for (int r = 0; r < 2 * max_steps + 2; ++r) record[r] = prev_record[r];
+    record[2 * depth] += exact;
+    record[2 * depth + 1] += right;
+    if (last) {
+        record[2 * max_steps] += agree;
+        record[2 * max_steps + 1] += total;
+    }
+}
+
+#define ACT_EVAL_PARAMS(T)                                                                          \
+    (const int* valid, const int* correct, const T* q_halt, const T* q_continue,                   \
+     const int* prev_halt_step, const int* prev_record, int* halt_step, int* record, int batch,    \
+     int depth, int max_steps, int halt_only)
+#define ACT_EVAL_ARGS \
+    (valid, correct, q_halt, q_continue, prev_halt_step, prev_record, halt_step, record, batch, depth, max_steps, halt_only)
+STAMP_F32_BF16(act_eval_depth, ACT_THREADS, ACT_EVAL_PARAMS, ACT_EVAL_ARGS)

@@ -6,11 +6,14 @@
 //! The carry, flags, steps, metrics and loss match the CPU path (f32 within 1e-5, integers
 //! exactly).
 //!
+//! Evaluation on the kernels reads back each batch's results once, not every depth's.
+//!
 //! Runs on Emu (`<name>::emu`) and on a GPU (`<name>::cuda`, skipped with a printed reason
 //! without one). A fresh seed per run is printed; `RECUR_TEST_SEED` repeats it.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use recur::data::sudoku::{generate, Difficulty, Geometry};
 use recur::device::counting::{Counting, Counts};
 use recur::device::cuda::Cuda;
 use recur::device::emu::Emu;
@@ -20,6 +23,7 @@ use recur::models::{
 };
 use recur::tape::Compute;
 use recur::testing::rel_l2;
+use recur::train::evaluate::evaluate;
 use recur::{DType, Params, Tape, Tensor};
 use std::sync::Arc;
 
@@ -287,6 +291,44 @@ fn check_act_on_device(dev: &Arc<Counting>) {
     }
 }
 
+/// Evaluation (`train::evaluate`, every depth of every puzzle) on the kernels reads back only
+/// each batch's predictions, correctness and halting steps, and the record once at the end:
+/// 3 downloads per batch + 1, whatever the depth. Its report and predictions equal the CPU's.
+fn check_evaluation_on_device(dev: &Arc<Counting>) {
+    let seed = fresh_seed("evaluation_on_device");
+    let compute = Compute::on(dev.clone());
+    let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 11, seed).unwrap();
+    for hrm in [false, true] {
+        let (model, params) = tiny_model(hrm, seed);
+        let (want, want_preds) =
+            evaluate(&Compute::Cpu, &model, &params, &puzzles, 4, |_| {}).unwrap();
+        dev.take();
+        let (got, got_preds) = evaluate(&compute, &model, &params, &puzzles, 4, |_| {}).unwrap();
+        let c = dev.take();
+        eprintln!(
+            "hrm={hrm}: {} launches, {} downloads, {} syncs, fallbacks {:?}",
+            c.launches.len(),
+            c.downloads,
+            c.syncs,
+            c.fallbacks
+        );
+        assert!(c.fallbacks.is_empty(), "hrm={hrm}: fallbacks");
+        assert_eq!(c.downloads, 3 * 3 + 1, "hrm={hrm}: 3 batches");
+        assert_eq!(got.exact_by_step, want.exact_by_step, "hrm={hrm}");
+        assert_eq!(got.token_by_step, want.token_by_step, "hrm={hrm}");
+        assert_eq!(got.halt_histogram, want.halt_histogram, "hrm={hrm}");
+        assert_eq!(got.q_halt_accuracy, want.q_halt_accuracy, "hrm={hrm}");
+        assert_eq!(got_preds.len(), want_preds.len());
+        for (g, w) in got_preds.iter().zip(&want_preds) {
+            assert_eq!(
+                (&g.tokens, g.halt_step, g.correct),
+                (&w.tokens, w.halt_step, w.correct),
+                "hrm={hrm}"
+            );
+        }
+    }
+}
+
 macro_rules! on_every_backend {
     ($name:ident, $body:path) => {
         mod $name {
@@ -308,3 +350,4 @@ macro_rules! on_every_backend {
     };
 }
 on_every_backend!(act_on_device, super::check_act_on_device);
+on_every_backend!(evaluation_on_device, super::check_evaluation_on_device);

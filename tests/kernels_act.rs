@@ -2,7 +2,8 @@
 //! reset (f32, bf16, i32; fresh rows and a repeated init vector; out of place and in place), steps
 //! and halting (both rules, training and evaluation, exploration draws equal to the host's Philox
 //! draws), HRM's Q-continue target, the per-sequence scores with the halted sequences' metrics,
-//! and the metrics buffer. Integers and flags must match exactly, the f64 metric sums to 1e-12.
+//! the metrics buffer, and evaluation's per-depth record. Integers and flags must match exactly,
+//! the f64 metric sums to 1e-12.
 //!
 //! Inputs are drawn from a fresh seed per run (printed; `RECUR_TEST_SEED` repeats it), at ragged
 //! batch and sequence sizes, and every output is poisoned before the launch.
@@ -415,3 +416,79 @@ fn check_metrics(dev: &dyn KernelBackend) {
     }
 }
 recur::kernel_test!(metrics, super::check_metrics);
+
+// ---- evaluation's record ------------------------------------------------------------------------
+
+/// Every depth of an evaluation in turn, the halt steps and record carried from one depth to the
+/// next on the device, against the reference doing the same on the host.
+fn check_eval_depth(dev: &dyn KernelBackend) {
+    let mut rng = StdRng::seed_from_u64(fresh_seed("eval_depth"));
+    for dtype in [DType::F32, DType::BF16] {
+        for b in [1usize, 7, 300] {
+            for (max_steps, halt_only) in [(1usize, true), (4, true), (5, false)] {
+                let rule = HaltRule {
+                    max_steps,
+                    train: false,
+                    halt_only,
+                    exploration_prob: 0.0,
+                };
+                let len = reference::eval_record_len(max_steps);
+                let seed_record: Vec<i32> = (0..len).map(|_| rng.random_range(0..1000)).collect();
+                let (mut halt_h, mut record_h) = (ints(vec![0; b]), ints(seed_record));
+                let (mut halt_d, mut record_d) = (up(dev, &halt_h), up(dev, &record_h));
+                for depth in 0..max_steps {
+                    let what = format!("eval_depth {dtype} B={b} depth {depth} of {max_steps}");
+                    let valid: Vec<i32> = (0..b).map(|_| rng.random_range(0..20)).collect();
+                    let correct = ints(
+                        valid
+                            .iter()
+                            .map(|&v| {
+                                if rng.random_bool(0.5) {
+                                    v
+                                } else {
+                                    rng.random_range(0..=v)
+                                }
+                            })
+                            .collect(),
+                    );
+                    let valid = ints(valid);
+                    let q_halt = Tensor::randn([b], 1.0, rng.random(), dtype).unwrap();
+                    let q_cont = Tensor::randn([b], 1.0, rng.random(), dtype).unwrap();
+                    let x = reference::EvalDepth {
+                        valid: &valid,
+                        correct: &correct,
+                        q_halt: &q_halt,
+                        q_continue: &q_cont,
+                        prev_halt_step: &halt_h,
+                        prev_record: &record_h,
+                    };
+                    (halt_h, record_h) = reference::eval_depth(x, depth, rule).unwrap();
+                    let (v, c, qh, qc) = (
+                        up(dev, &valid),
+                        up(dev, &correct),
+                        up(dev, &q_halt),
+                        up(dev, &q_cont),
+                    );
+                    let x = k::EvalDepth {
+                        valid: &v,
+                        correct: &c,
+                        q_halt: &qh,
+                        q_continue: &qc,
+                        prev_halt_step: &halt_d,
+                        prev_record: &record_d,
+                    };
+                    let mut halt_out = DeviceTensor::poisoned(dev, [b], DType::I32).unwrap();
+                    let mut record_out = DeviceTensor::poisoned(dev, [len], DType::I32).unwrap();
+                    k::eval_depth_into(dev, x, depth, rule, &mut halt_out, &mut record_out)
+                        .unwrap();
+                    (halt_d, record_d) = (halt_out, record_out);
+                    assert_same_bytes(&format!("{what}: halt steps"), &down(dev, &halt_d), &halt_h);
+                    assert_same_bytes(&format!("{what}: record"), &down(dev, &record_d), &record_h);
+                }
+                // Every slot has a halt step after the last depth.
+                assert!(halt_h.to_vec_i32().unwrap().iter().all(|&h| h >= 1));
+            }
+        }
+    }
+}
+recur::kernel_test!(eval_depth, super::check_eval_depth);

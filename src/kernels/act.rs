@@ -1,6 +1,7 @@
 //! Launchers for `kernels/act.cu`, matching `device::cpu::act`: the carry's row reset, steps and
 //! halting (exploration drawn from the shared Philox stream), HRM's Q-continue target, the
-//! per-sequence scores with the halted sequences' metrics, and the metrics buffer the host reads.
+//! per-sequence scores with the halted sequences' metrics, the metrics buffer the host reads, and
+//! evaluation's per-depth record.
 //!
 //! Shapes and dtypes are checked as the reference checks them; values are not read (that would
 //! copy them back to the host inside a training step). The `_into` variants write a caller's
@@ -9,15 +10,15 @@
 
 use super::elementwise::{dtype_suffix, expect_out, expect_same_dtype, grid_for_elements, i64_arg};
 use crate::device::cpu::act::{
-    check_halt, check_metrics, check_score, select_rows_layout, HaltRule, Operand, ACT_METRICS,
-    SCORE_METRICS,
+    check_eval_depth, check_halt, check_metrics, check_score, select_rows_layout, HaltRule,
+    Operand, ACT_METRICS, SCORE_METRICS,
 };
 use crate::device::{DeviceTensor, KernelArg, KernelBackend, LaunchConfig};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 
-pub use crate::device::cpu::act::{draw_words, ActMetricSlot, Fresh};
+pub use crate::device::cpu::act::{draw_words, eval_record_len, ActMetricSlot, EvalDepth, Fresh};
 
 /// Threads per block of every kernel in act.cu (its `__launch_bounds__`).
 const THREADS: u32 = 256;
@@ -339,4 +340,60 @@ pub fn metrics(
     let mut out = DeviceTensor::uninit(dev, [ACT_METRICS], DType::F64)?;
     metrics_into(dev, scores, lm_loss, q_halt_loss, q_continue_loss, &mut out)?;
     Ok(out)
+}
+
+/// Evaluation's record of depth `depth` into `halt_step` and `record`, as
+/// `device::cpu::act::eval_depth`. One block; both outputs may be their previous values' memory.
+pub fn eval_depth_into(
+    dev: &dyn KernelBackend,
+    x: EvalDepth<&DeviceTensor>,
+    depth: usize,
+    rule: HaltRule,
+    halt_step: &mut DeviceTensor,
+    record: &mut DeviceTensor,
+) -> Result<()> {
+    const OP: &str = "evaluate";
+    let suffix = dtype_suffix(OP, x.q_halt)?;
+    let operands = EvalDepth {
+        valid: operand(x.valid),
+        correct: operand(x.correct),
+        q_halt: operand(x.q_halt),
+        q_continue: operand(x.q_continue),
+        prev_halt_step: operand(x.prev_halt_step),
+        prev_record: operand(x.prev_record),
+    };
+    let b = check_eval_depth(operands, depth, rule.max_steps)?;
+    expect_i32(OP, halt_step, x.prev_halt_step.shape())?;
+    expect_i32(OP, record, x.prev_record.shape())?;
+    dev.launch(
+        &format!("act_eval_depth_{suffix}"),
+        LaunchConfig::linear(1, THREADS),
+        &mut [
+            KernelArg::In(&x.valid.buf),
+            KernelArg::In(&x.correct.buf),
+            KernelArg::In(&x.q_halt.buf),
+            KernelArg::In(&x.q_continue.buf),
+            KernelArg::In(&x.prev_halt_step.buf),
+            KernelArg::In(&x.prev_record.buf),
+            KernelArg::Out(&mut halt_step.buf),
+            KernelArg::Out(&mut record.buf),
+            i32_arg(OP, "batch", b)?,
+            i32_arg(OP, "depth", depth)?,
+            i32_arg(OP, "halt_max_steps", rule.max_steps)?,
+            KernelArg::I32(rule.halt_only as i32),
+        ],
+    )
+}
+
+/// (halt steps, record) of one evaluation depth (see `eval_depth_into`).
+pub fn eval_depth(
+    dev: &dyn KernelBackend,
+    x: EvalDepth<&DeviceTensor>,
+    depth: usize,
+    rule: HaltRule,
+) -> Result<(DeviceTensor, DeviceTensor)> {
+    let mut halt_step = DeviceTensor::uninit(dev, x.prev_halt_step.shape().clone(), DType::I32)?;
+    let mut record = DeviceTensor::uninit(dev, x.prev_record.shape().clone(), DType::I32)?;
+    eval_depth_into(dev, x, depth, rule, &mut halt_step, &mut record)?;
+    Ok((halt_step, record))
 }

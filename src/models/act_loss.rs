@@ -3,7 +3,6 @@
 //! Q-continue loss, `total = lm + 0.5·(q_halt + q_continue)`, and the metrics, which count only
 //! sequences that halted in this segment.
 
-use crate::device::cpu::act::sequence_counts;
 use crate::error::{Error, Result};
 use crate::models::act::ActStep;
 use crate::ops::act::{self, ActMetricSlot, ACT_METRICS};
@@ -96,45 +95,6 @@ pub struct ActLoss {
     pub preds: Tensor,
     /// Per slot, 1.0 where every valid token is right, else 0.0 (f32 `[B]`, the Q-halt target).
     pub seq_correct: Tensor,
-}
-
-/// What a segment scored, per sequence, on the host: evaluation scores every sequence at every
-/// depth and keeps the predictions, so it downloads them.
-pub struct SequenceScores {
-    pub preds: Tensor,
-    /// Valid labels per sequence.
-    pub valid: Vec<usize>,
-    /// Correct valid tokens per sequence.
-    pub correct: Vec<usize>,
-}
-
-impl SequenceScores {
-    pub fn new(tape: &Tape, logits: &Var, labels: &Tensor) -> Result<SequenceScores> {
-        let preds = tape.argmax(logits, -1)?.to_host()?;
-        let labels = labels.to_host()?;
-        let (p, l) = (preds.i32_data("scores")?, labels.i32_data("scores")?);
-        if p.len() != l.len() || l.is_empty() {
-            return Err(Error::shape(
-                "scores",
-                format!("{} predictions for {} labels", p.len(), l.len()),
-            ));
-        }
-        let s = labels.dims()[labels.rank() - 1];
-        let (valid, correct) = sequence_counts(p, l, s);
-        Ok(SequenceScores {
-            preds,
-            valid,
-            correct,
-        })
-    }
-
-    pub fn seq_correct(&self) -> Vec<bool> {
-        self.valid
-            .iter()
-            .zip(&self.correct)
-            .map(|(v, c)| v == c)
-            .collect()
-    }
 }
 
 /// The official loss head for one segment. On the kernels nothing is read back: the scores,

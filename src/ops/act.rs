@@ -5,8 +5,8 @@
 
 use crate::device::cpu::act as cpu;
 pub use crate::device::cpu::act::{
-    draw_words, min_halt_steps, ActMetricSlot, ActScores, Fresh, HaltRule, ACT_METRICS,
-    SCORE_METRICS,
+    draw_words, eval_record_len, min_halt_steps, ActMetricSlot, ActScores, EvalDepth, Fresh,
+    HaltRule, ACT_METRICS, SCORE_METRICS,
 };
 use crate::error::Result;
 use crate::kernels::act as kernels;
@@ -126,6 +126,38 @@ pub fn metrics(
             (scores, lm_loss, q_halt_loss, q_continue_loss),
             |dev, (scores, lm, q_halt, q_cont)| {
                 kernels::metrics(dev, &scores, &lm, &q_halt, q_cont.as_ref())
+            },
+        ),
+    }
+}
+
+/// Evaluation's record of depth `depth` (0-based): (halt steps, record), both i32, from the
+/// depth's per-sequence counts (`score`) and Q logits and the previous halt steps and record.
+pub fn eval_depth(
+    compute: &Compute,
+    x: EvalDepth<&Tensor>,
+    depth: usize,
+    rule: HaltRule,
+) -> Result<(Tensor, Tensor)> {
+    match compute.kernels() {
+        None => cpu::eval_depth(x, depth, rule),
+        Some(dev) => on_device(
+            dev,
+            (
+                (x.valid, x.correct),
+                (x.q_halt, x.q_continue),
+                (x.prev_halt_step, x.prev_record),
+            ),
+            |dev, ((valid, correct), (q_halt, q_continue), (prev_halt_step, prev_record))| {
+                let x = EvalDepth {
+                    valid: &valid,
+                    correct: &correct,
+                    q_halt: &q_halt,
+                    q_continue: &q_continue,
+                    prev_halt_step: &prev_halt_step,
+                    prev_record: &prev_record,
+                };
+                kernels::eval_depth(dev, x, depth, rule)
             },
         ),
     }

@@ -459,3 +459,109 @@ pub fn metrics(
     );
     Tensor::from_vec(m, [ACT_METRICS])
 }
+
+/// Length of evaluation's record for `max_steps` depths: (entirely right, tokens right) per
+/// depth, then the last depth's Q-halt agreements and valid tokens.
+pub fn eval_record_len(max_steps: usize) -> usize {
+    2 * max_steps + 2
+}
+
+/// The operands of one evaluation depth: `T` is a host `&Tensor` here, a `&DeviceTensor` for the
+/// kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalDepth<T> {
+    /// i32 `[B]` valid and correct counts (`score`).
+    pub valid: T,
+    pub correct: T,
+    /// The depth's Q logits `[B]`, one float dtype.
+    pub q_halt: T,
+    pub q_continue: T,
+    /// i32 `[B]`: the step at which each slot's halting rule first fired (0 = not yet).
+    pub prev_halt_step: T,
+    /// i32 `[eval_record_len(max_steps)]`.
+    pub prev_record: T,
+}
+
+/// Checks `eval_depth`'s operands (given as dims and dtypes); returns B.
+pub fn check_eval_depth(
+    x: EvalDepth<Operand<'_>>,
+    depth: usize,
+    max_steps: usize,
+) -> Result<usize> {
+    let b = x.valid.0.first().copied().unwrap_or(0);
+    expect_flags("valid counts", x.valid, b)?;
+    expect_flags("correct counts", x.correct, b)?;
+    expect_flags("halt steps", x.prev_halt_step, b)?;
+    expect_flags(
+        "the evaluation record",
+        x.prev_record,
+        eval_record_len(max_steps),
+    )?;
+    let (q_halt, q_continue) = (x.q_halt, x.q_continue);
+    if q_halt.0 != [b] || q_continue.0 != [b] || q_continue.1 != q_halt.1 {
+        return Err(Error::shape(
+            "evaluate",
+            format!("Q logits {q_halt:?} and {q_continue:?} for a batch of {b}"),
+        ));
+    }
+    if depth >= max_steps {
+        return Err(Error::arg(
+            "evaluate",
+            format!("depth {depth} of {max_steps}"),
+        ));
+    }
+    Ok(b)
+}
+
+impl<'a> EvalDepth<&'a Tensor> {
+    fn operands(&self) -> EvalDepth<Operand<'a>> {
+        EvalDepth {
+            valid: operand(self.valid),
+            correct: operand(self.correct),
+            q_halt: operand(self.q_halt),
+            q_continue: operand(self.q_continue),
+            prev_halt_step: operand(self.prev_halt_step),
+            prev_record: operand(self.prev_record),
+        }
+    }
+}
+
+/// Evaluation's record of depth `depth` (0-based) of `rule.max_steps`, from the depth's
+/// per-sequence counts and Q logits: adds the sequences entirely right and the tokens right at
+/// `2·depth`, `2·depth + 1`, and at the last depth the Q-halt agreements and the valid tokens;
+/// a slot's halt step (0 = not yet) becomes `depth + 1` when its Q head first asks to halt, or
+/// at the last depth. Returns (halt steps, record), both i32.
+pub fn eval_depth(x: EvalDepth<&Tensor>, depth: usize, rule: HaltRule) -> Result<(Tensor, Tensor)> {
+    let max_steps = rule.max_steps;
+    let b = check_eval_depth(x.operands(), depth, max_steps)?;
+    let (valid, correct) = (
+        x.valid.i32_data("evaluate")?,
+        x.correct.i32_data("evaluate")?,
+    );
+    let (q_halt, q_cont) = (x.q_halt.to_vec_f32()?, x.q_continue.to_vec_f32()?);
+    let last = depth + 1 == max_steps;
+    let mut halt_step = x.prev_halt_step.to_vec_i32()?;
+    let mut record = x.prev_record.to_vec_i32()?;
+    for i in 0..b {
+        let fires = if rule.halt_only {
+            q_halt[i] > 0.0
+        } else {
+            q_halt[i] > q_cont[i]
+        };
+        if halt_step[i] == 0 && (fires || last) {
+            halt_step[i] = depth as i32 + 1;
+        }
+        let all_right = valid[i] == correct[i];
+        record[2 * depth] += all_right as i32;
+        record[2 * depth + 1] += correct[i];
+        if last {
+            record[2 * max_steps] += ((q_halt[i] >= 0.0) == all_right) as i32;
+            record[2 * max_steps + 1] += valid[i];
+        }
+    }
+    let n = record.len();
+    Ok((
+        Tensor::from_vec(halt_step, [b])?,
+        Tensor::from_vec(record, [n])?,
+    ))
+}
