@@ -67,6 +67,18 @@ fn random(rng: &mut StdRng, dims: &[usize], dtype: DType) -> Tensor {
     }
 }
 
+/// `t` (f32 or bf16, `[B]`) with element `at` NaN: every comparison with it is false, on the
+/// host and on the device alike.
+fn with_nan(t: Tensor, at: usize) -> Tensor {
+    let mut v = t.to_vec_f32().unwrap();
+    v[at] = f32::NAN;
+    let dtype = t.dtype();
+    Tensor::from_vec(v, t.shape().clone())
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
 // ---- the row reset ------------------------------------------------------------------------------
 
 fn check_select_rows(dev: &dyn KernelBackend) {
@@ -163,8 +175,10 @@ fn check_halt(dev: &dyn KernelBackend) {
                         let (seed, segment) =
                             (rng.random::<u64>(), rng.random_range(0..1u64 << 40));
                         let draw = ints(reference::draw_words(seed, segment).to_vec());
-                        let q_halt = Tensor::randn([b], 2.0, rng.random(), dtype).unwrap();
-                        let q_cont = Tensor::randn([b], 2.0, rng.random(), dtype).unwrap();
+                        let q_halt =
+                            with_nan(Tensor::randn([b], 2.0, rng.random(), dtype).unwrap(), 0);
+                        let q_cont =
+                            with_nan(Tensor::randn([b], 2.0, rng.random(), dtype).unwrap(), b / 2);
                         let prev_halted = flags(&mut rng, b, 0.3);
                         let prev_steps = ints(
                             (0..b)
@@ -330,7 +344,7 @@ fn check_score(dev: &dyn KernelBackend) {
         for &(b, s) in &[(1usize, 1usize), (3, 7), (37, 81), (300, 97), (9, 2)] {
             let what = format!("score {dtype} B={b} S={s}");
             let (preds, labels) = scored_batch(&mut rng, b, s, 0.97);
-            let q_halt = Tensor::randn([b], 1.0, rng.random(), dtype).unwrap();
+            let q_halt = with_nan(Tensor::randn([b], 1.0, rng.random(), dtype).unwrap(), b - 1);
             let halted = flags(&mut rng, b, 0.6);
             let steps = ints((0..b).map(|_| rng.random_range(1..=16)).collect());
             let want = reference::score(&preds, &labels, &q_halt, &halted, &steps).unwrap();
