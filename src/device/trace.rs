@@ -12,6 +12,7 @@ use crate::device::backend::{
     expect_same_length, DeviceBuffer, KernelArg, KernelBackend, LaunchConfig,
 };
 use crate::device::emu::Emu;
+use crate::device::staging::{Event, Staging};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -117,4 +118,40 @@ impl KernelBackend for Trace {
         Trace::expect_traced("trace copy", dst)?;
         Trace::expect_traced("trace copy", src)
     }
+
+    /// Staging is real host memory (the host writes it), so a traced step stages its inputs as
+    /// a GPU step does; the copy out of it is recorded, not run.
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        let mut memory = vec![0u8; bytes].into_boxed_slice();
+        let ptr = memory.as_mut_ptr();
+        // SAFETY: `ptr` is the start of the boxed slice's `bytes` bytes; the slice does not move
+        // when the box moves into the staging, and only the staging touches it.
+        Ok(unsafe { Staging::new(ptr, bytes, Box::new(memory)) })
+    }
+
+    fn upload_staged(&self, dst: &mut DeviceBuffer, src: &Staging) -> Result<()> {
+        Trace::expect_traced("trace upload_staged", dst)?;
+        if dst.len_bytes() != src.len_bytes() {
+            return Err(Error::shape(
+                "trace upload_staged",
+                format!(
+                    "{} destination bytes for {} staged bytes",
+                    dst.len_bytes(),
+                    src.len_bytes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn record_event(&self) -> Result<Event> {
+        Ok(Event::new(Box::new(TracedEvent)))
+    }
+
+    fn wait_event(&self, _event: &Event) -> Result<()> {
+        Ok(())
+    }
 }
+
+/// The trace's `Event`: nothing runs, so every event has passed.
+struct TracedEvent;

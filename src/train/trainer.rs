@@ -5,7 +5,8 @@
 use crate::data::sudoku::encode_batch;
 use crate::error::Result;
 use crate::models::{
-    act_loss, act_step, ActMetrics, Batch, Carry, Exploration, Halting, Probe, Reasoner,
+    act_loss, act_step, ActLossSums, ActMetrics, Batch, Carry, Exploration, Halting, Probe,
+    Reasoner,
 };
 use crate::optim::adam_atan2::{AdamAtan2, AdamAtan2Config};
 use crate::optim::ema::Ema;
@@ -212,14 +213,17 @@ impl Trainer {
         if let Some(ema) = &mut self.ema {
             ema.update(&self.params)?;
         }
-        let m: ActMetrics = loss.metrics;
+        // The ACT metrics and loss sums: one small buffer, read here for now (one download).
+        let buffer = loss.metrics.to_host()?;
+        let m = ActMetrics::from_buffer(&buffer)?;
+        let sums = ActLossSums::from_buffer(&buffer)?;
         let per = |x: f64| if m.count > 0.0 { x / m.count } else { f64::NAN };
         let report = StepReport {
             step: self.step,
             loss: scaled.value().to_host()?.item()?,
-            lm_loss: loss.lm_loss / b,
-            q_halt_loss: loss.q_halt_loss / b,
-            q_continue_loss: loss.q_continue_loss / b,
+            lm_loss: sums.lm / b,
+            q_halt_loss: sums.q_halt / b,
+            q_continue_loss: sums.q_continue / b,
             lr,
             halted: m.count,
             accuracy: per(m.accuracy),
