@@ -11,6 +11,7 @@ use recur::kernels::gemm::{gemm_bf16, Epilogue};
 use recur::kernels::matmul::{linear_bwd_input, linear_bwd_weight, linear_fwd};
 use recur::profile::cost::launch_flops;
 use recur::profile::{profile_training, ProfileOptions};
+use recur::train::graph_mode::GraphMode;
 use recur::train::RunConfig;
 use recur::{DType, Tensor};
 use serde_json::Value;
@@ -50,6 +51,7 @@ fn preset_counts(preset: &str, backend: Arc<dyn KernelBackend>, steps: usize) ->
         steps,
         eval: false,
         timed: false,
+        graph: GraphMode::Off,
     };
     profile_training(tiny_config(preset), backend, &opts)
         .unwrap()

@@ -740,3 +740,53 @@ fn bad_batches_are_rejected_before_staging() {
         -100
     );
 }
+
+/// `recur train --device emu` gives the same final model byte for byte with `--graph on` (steps
+/// from the second replay a captured graph) and `--graph off` (every step eager). One Emu worker
+/// (`RECUR_EMU_WORKERS=1`), so float atomics add in one order in both runs.
+#[test]
+fn cli_graph_on_and_off_train_the_same_model() {
+    let dir = tempdir("graph-on-off");
+    let mut models = Vec::new();
+    for mode in ["on", "off"] {
+        let out = dir.join(mode);
+        // The shared run settings on Emu, with head dim 32 (the fused attention kernels'; a head
+        // dim of 16 falls back to the CPU reference, which a capture refuses).
+        let run: Vec<&str> = CLI_RUN
+            .iter()
+            .map(|&a| match a {
+                "cpu" => "emu",
+                "hidden_size=32" => "hidden_size=64",
+                "puzzle_emb_ndim=32" => "puzzle_emb_ndim=64",
+                other => other,
+            })
+            .collect();
+        let mut cmd = recur();
+        cmd.arg("train")
+            .args(&run)
+            .args(["--set", "total_steps=5", "--graph", mode, "--out"])
+            .arg(&out)
+            .env("RECUR_EMU_WORKERS", "1");
+        let printed = String::from_utf8_lossy(&succeed(&mut cmd).stdout).into_owned();
+        assert_eq!(
+            printed.contains("captured as a graph"),
+            mode == "on",
+            "{mode}: {printed}"
+        );
+        models.push(std::fs::read(out.join("model.safetensors")).unwrap());
+    }
+    assert!(
+        models[0] == models[1],
+        "--graph on and off trained different models"
+    );
+    // On the CPU there is no graph to capture: `on` is refused with the reason.
+    let err = recur()
+        .arg("train")
+        .args(CLI_RUN)
+        .args(["--graph", "on", "--out"])
+        .arg(dir.join("cpu"))
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("kernel backend"));
+}

@@ -33,6 +33,10 @@ pub struct ProfileArgs {
     /// Also profile one evaluation segment (a batch through every segment, per segment).
     #[arg(long)]
     pub eval: bool,
+    /// Capture the training step as a CUDA graph from the second step and replay it (`on`,
+    /// `off`, or `auto`: wherever the backend can capture; the trace backend cannot).
+    #[arg(long, default_value = "auto")]
+    pub graph: String,
 }
 
 const DEFAULT_PRESET: &str = "trm-cpu";
@@ -63,6 +67,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         steps: args.steps,
         eval: args.eval,
         timed: device == "cuda",
+        graph: args.graph.parse()?,
     };
     // A progress line first (stderr, so --json stays one object on stdout): on a GPU the first
     // step compiles every kernel it launches, and a caller with a time limit should see where
@@ -110,7 +115,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
             "minimal_bytes_per_step": minimal_total,
             "minimal_bytes": minimal,
             "roofline_minimal_s": minimal_total / gpu.hbm_bytes_per_s,
-            "graph": "not available in this build (eager only)",
+            "graph": graph_state(&profile.train),
             "measured_step_ms": profile.step_ms,
             "host_step_s": profile.step_host_s,
             "setup_s": profile.setup_s,
@@ -134,7 +139,7 @@ pub fn run(args: ProfileArgs) -> Result<()> {
         "MODEL, not a measurement: launches and copies are counted; bytes, FLOPs and times are \
          derived from them (docs/profile.md)"
     );
-    println!("graph: not available in this build (eager only)");
+    println!("graph: the reported step {}", graph_state(&profile.train));
     print_cost(
         "training step",
         &step,
@@ -271,5 +276,15 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
             r.roofline_s * 1e3,
             100.0 * r.roofline_s / c.roofline_s
         );
+    }
+}
+
+/// How the reported step ran: replayed from a captured graph, captured (and replayed once), or
+/// eagerly.
+fn graph_state(counts: &crate::device::counting::Counts) -> &'static str {
+    match (counts.captures, counts.replays) {
+        (0, 0) => "ran eagerly",
+        (0, _) => "replayed a captured graph",
+        _ => "was captured as a graph and replayed",
     }
 }

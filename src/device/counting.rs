@@ -214,10 +214,12 @@ impl KernelBackend for Counting {
         self.inner.name()
     }
     fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
-        self.count(|c| {
-            c.allocs += 1;
-            c.alloc_bytes += bytes;
-        });
+        // Counted when it happens, never into a capture: a graph's buffers are allocated (from
+        // the pool) while it is captured, and its replays allocate nothing.
+        let mut tally = self.lock();
+        tally.counts.allocs += 1;
+        tally.counts.alloc_bytes += bytes;
+        drop(tally);
         self.inner.alloc(bytes)
     }
     fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {

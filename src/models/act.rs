@@ -109,6 +109,9 @@ pub enum Halting<'a> {
     Eval,
     /// Training: the Q head may halt early, subject to exploration.
     Train(&'a mut Exploration),
+    /// Training, with this segment's draw (`Exploration::draw`) already where the step reads its
+    /// inputs (staged with the batch), so the segment uploads nothing.
+    TrainStaged(&'a mut Exploration, &'a Tensor),
 }
 
 pub struct ActStep {
@@ -174,12 +177,13 @@ pub fn act_step(
     let max_steps = cfg.halt_max_steps;
     let rule = HaltRule {
         max_steps,
-        train: matches!(halting, Halting::Train(_)),
+        train: !matches!(halting, Halting::Eval),
         halt_only: cfg.no_ACT_continue,
         exploration_prob: cfg.halt_exploration_prob,
     };
     let draw = match &halting {
         Halting::Train(explore) => explore.draw()?,
+        Halting::TrainStaged(_, draw) => (*draw).clone(),
         Halting::Eval => no_draw(compute)?,
     };
     let (halted, steps) = act::halt(
@@ -192,7 +196,7 @@ pub fn act_step(
         rule,
     )?;
     let mut target_q_continue = None;
-    if let Halting::Train(explore) = halting {
+    if let Halting::Train(explore) | Halting::TrainStaged(explore, _) = halting {
         if max_steps > 1 {
             explore.segment += 1;
             if !cfg.no_ACT_continue {

@@ -13,6 +13,7 @@ use crate::device::counting::{Counting, Counts};
 use crate::device::{Compute, KernelBackend};
 use crate::error::{Error, Result};
 use crate::train::config::RunConfig;
+use crate::train::graph_mode::GraphMode;
 use crate::train::{dataset, evaluate, Trainer};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,8 @@ pub struct ProfileOptions {
     pub eval: bool,
     /// Measure wall time per step (meaningful on a real GPU only).
     pub timed: bool,
+    /// Whether the steps are captured and replayed as a graph (the trainer's `--graph`).
+    pub graph: GraphMode,
 }
 
 /// What a profile found: the last training step, optionally an evaluation segment, and the
@@ -64,20 +67,25 @@ pub fn profile_training(
     let counter = Counting::new(backend);
     let data = dataset::build(&cfg.data)?;
     let mut trainer = Trainer::new(cfg, data, Compute::on(counter.clone()))?;
+    trainer.graph_mode = opts.graph;
     let setup_s = setup.elapsed().as_secs_f64();
     counter.take();
     let mut train = Counts::default();
     let (mut step_ms, mut step_host_s) = (Vec::new(), Vec::new());
     for _ in 0..opts.steps {
+        // The step itself is counted and timed; reading its report (one download at the step
+        // boundary) is not part of it.
         let started = Instant::now();
         if opts.timed {
-            let ms = counter.time_ms(&mut || trainer.train_step().map(|_| ()))?;
+            let ms = counter.time_ms(&mut || trainer.launch_step())?;
             step_ms.push(ms);
         } else {
-            trainer.train_step()?;
+            trainer.launch_step()?;
         }
         step_host_s.push(started.elapsed().as_secs_f64());
         train = counter.take();
+        trainer.read_report()?;
+        counter.take();
     }
     let eval = if opts.eval {
         Some((evaluation_segments(&trainer, &counter)?, segments(&trainer)))

@@ -156,6 +156,10 @@ impl Trainer {
             counters.stream,
         );
         self.elapsed_before_s = counters.elapsed_s;
+        // The next step starts afresh from the loaded carry: eagerly, into new fixed state, and
+        // is captured again after it.
+        self.graph = None;
+        self.step_state = None;
         // The loaded values are host tensors: back into the device arenas.
         self.make_resident()
     }

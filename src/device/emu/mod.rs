@@ -29,8 +29,22 @@ pub struct Emu {
     capture: CaptureSession<Node>,
 }
 
+/// Caps Emu's worker threads for the whole process (see `Emu::set_max_workers`): set it to 1 in
+/// a run that must repeat bit for bit (`recur train --device emu` twice, `--graph on` against
+/// `--graph off`).
+pub const EMU_WORKERS_VAR: &str = "RECUR_EMU_WORKERS";
+
 impl Default for Emu {
     fn default() -> Emu {
+        static FROM_ENV: std::sync::Once = std::sync::Once::new();
+        FROM_ENV.call_once(|| {
+            if let Some(n) = std::env::var(EMU_WORKERS_VAR)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                Emu::set_max_workers(n);
+            }
+        });
         Emu {
             capture: CaptureSession::new("emu"),
         }
