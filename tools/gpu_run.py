@@ -14,8 +14,8 @@ Phases (see PHASES below and docs/gpu-check.md):
      kernel test on the device; stops here, with the reason, if CUDA or NVRTC is unusable;
   2. every `::cuda` kernel test, the riskiest binaries first, RECUR_REQUIRE_CUDA=1 (a skip is a
      failure); then every test that failed or never reported is rerun alone;
-  3. the device-resident step and graph tests (the `::cuda` tests of tests/train.rs and
-     tests/resident.rs, whichever exist);
+  3. the device-resident step and graph tests (the `::cuda` tests of tests/resident_step.rs,
+     graph_capture.rs, resident_optim.rs and train.rs, whichever exist);
   4. timings at matched shapes: `recur bench` (with its ours-vs-cuBLASLt rows), PyTorch SDPA,
      the copy and GEMM ceilings, `recur profile` eager and graph (when the subcommand exists);
   5. compute-sanitizer memcheck and racecheck with whatever time remains.
@@ -48,7 +48,7 @@ import time
 PHASES = [
     ("preflight", "preflight: CUDA, NVRTC and one kernel on the device", 45),
     ("kernels", "kernel tests on the device, riskiest first, failures rerun alone", 150),
-    ("resident", "device-resident step and graph tests (train, resident)", 60),
+    ("resident", "device-resident step and graph tests (resident_step, graph_capture, resident_optim, train)", 60),
     ("timings", "timings at matched shapes: recur bench + cuBLASLt, SDPA, ceilings, profile", 180),
     ("sanitizer", "compute-sanitizer memcheck then racecheck", None),
 ]
@@ -85,10 +85,10 @@ PRIORITY = [
     "kernels_mma", "kernels_gemm", "kernels_matmul", "gemm_choice", "kernels_attention",
     "kernels_rope", "kernels_fused_step", "kernels_loss", "kernels_activation", "kernels_noise",
     "kernels_reduce", "kernels_lattice", "kernels_optim", "kernels_embedding", "kernels_layout",
-    "kernels_elementwise", "kernels_copy", "dispatch",
+    "kernels_elementwise", "kernels_copy", "kernels_act", "dispatch", "dispatch_act",
 ]
 # Phase 3's binaries (absent ones are noted, not failures).
-RESIDENT_BINARIES = ["train", "resident"]
+RESIDENT_BINARIES = ["resident_step", "graph_capture", "resident_optim", "train"]
 # The preflight's one kernel test: the simplest kernel, so a failure means CUDA or NVRTC.
 PREFLIGHT_TEST = ("kernels_copy", "copy::cuda")
 # Binaries the sanitizer sees first (shared memory, warp-level code).

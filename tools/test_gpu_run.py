@@ -151,7 +151,7 @@ class FakeStage(unittest.TestCase):
         self.assertNotIn("training_step", kernels, "train runs in phase 3")
         resident = report.split("## 3. ")[1].split("## 4. ")[0]
         self.assertIn("| train | ok |", resident)
-        self.assertIn("resident: not staged", resident)
+        self.assertIn("resident_step: not staged", resident)
         timings = report.split("## 4. ")[1].split("## 5. ")[0]
         self.assertIn("| fake | 1.0 |", timings)
         self.assertIn("recur profile: absent", timings)
