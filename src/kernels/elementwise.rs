@@ -245,12 +245,20 @@ pub fn scale_fwd(dev: &dyn KernelBackend, a: &DeviceTensor, s: f64) -> Result<De
 /// `x` converted to `dtype` (f32 ↔ bf16; f32 → bf16 rounds to nearest even, as
 /// `Tensor::to_dtype`). The same dtype is a device copy.
 pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<DeviceTensor> {
+    let mut out = DeviceTensor::uninit(dev, x.shape().clone(), dtype)?;
+    cast_into(dev, x, &mut out)?;
+    Ok(out)
+}
+
+/// `x` converted to `out`'s dtype, into `out` (same shape): what refreshes a bf16 mirror of the
+/// f32 master weights in place, one launch over the whole arena.
+pub fn cast_into(dev: &dyn KernelBackend, x: &DeviceTensor, out: &mut DeviceTensor) -> Result<()> {
     const OP: &str = "cast";
     let from = dtype_suffix(OP, x)?;
-    let mut out = DeviceTensor::uninit(dev, x.shape().clone(), dtype)?;
+    let dtype = out.dtype();
+    out.shape().expect_eq(OP, x.shape())?;
     if dtype == x.dtype() {
-        dev.copy(&mut out.buf, &x.buf)?;
-        return Ok(out);
+        return dev.copy(&mut out.buf, &x.buf);
     }
     let to = match dtype {
         DType::F32 => "f32",
@@ -264,7 +272,7 @@ pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<D
         }
     };
     if x.numel() == 0 {
-        return Ok(out);
+        return Ok(());
     }
     dev.launch(
         &format!("cast_to_{to}_{from}"),
@@ -274,6 +282,5 @@ pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<D
             KernelArg::Out(&mut out.buf),
             i64_arg(x.numel()),
         ],
-    )?;
-    Ok(out)
+    )
 }

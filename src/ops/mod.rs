@@ -7,6 +7,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod cast;
 pub mod dispatch;
 pub mod elementwise;
 pub mod embedding;

@@ -9,7 +9,8 @@
 //! Resident parameters (`Params::make_resident`) keep their moments in two device arenas laid
 //! out as the parameter arena. When every parameter has a gradient and all share one step count
 //! (every step of a training run) the whole arena steps in one launch, reading the step's scalars
-//! from device memory; otherwise each parameter steps alone.
+//! from device memory; otherwise each parameter steps alone. A bf16 mirror of the parameters
+//! (`Params::keep_mirror`) is refreshed after every step.
 
 use super::check_non_negative;
 use crate::device::cpu::optim::{AdamCoefficients, AdamHyper};
@@ -77,7 +78,10 @@ impl<C: AdamConfig> Adam<C> {
     /// staged by the caller with the step's other inputs) for resident parameters.
     pub fn step_staged(&mut self, params: &mut Params, scalars: Option<&Tensor>) -> Result<()> {
         let hyper = self.config.hyper();
-        self.moments.step(C::NAME, params, &hyper, scalars)
+        self.moments.step(C::NAME, params, &hyper, scalars)?;
+        // The forward's bf16 copy of the weights follows the f32 masters (one cast launch over
+        // the arena when resident; nothing without a mirror).
+        params.refresh_mirror()
     }
 
     /// What the next step of resident `params` reads from device memory, when it will be one
