@@ -69,17 +69,21 @@ fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<Line
             let rows = |t: &Tensor| t.reshape(flat_rows(t.shape()));
             let x2 = x.as_ref().map(rows).transpose()?;
             let g2 = rows(g)?;
-            on_device(dev, (g, &g2, w.as_ref(), x2.as_ref()), |dev, (g, g2, w, x2)| {
-                Ok((
-                    w.map(|w| tensor_core::linear_bwd_input(dev, &g, &w))
-                        .transpose()?,
-                    x2.map(|x2| tensor_core::linear_bwd_weight(dev, &g2, &x2))
-                        .transpose()?,
-                    bias_grad
-                        .then(|| kernels::linear_bwd_bias(dev, &g))
-                        .transpose()?,
-                ))
-            })
+            on_device(
+                dev,
+                (g, &g2, w.as_ref(), x2.as_ref()),
+                |dev, (g, g2, w, x2)| {
+                    Ok((
+                        w.map(|w| tensor_core::linear_bwd_input(dev, &g, &w))
+                            .transpose()?,
+                        x2.map(|x2| tensor_core::linear_bwd_weight(dev, &g2, &x2))
+                            .transpose()?,
+                        bias_grad
+                            .then(|| kernels::linear_bwd_bias(dev, &g))
+                            .transpose()?,
+                    ))
+                },
+            )
         }
         Some(dev) => on_device(dev, (g, w.as_ref(), x.as_ref()), |dev, (g, w, x)| {
             Ok((
@@ -124,7 +128,13 @@ mod tensor_core {
         dy: &DeviceTensor,
         w: &DeviceTensor,
     ) -> Result<DeviceTensor> {
-        gemm_bf16(dev, dy, &transpose_last2_fwd(dev, w)?, Epilogue::None, DType::BF16)
+        gemm_bf16(
+            dev,
+            dy,
+            &transpose_last2_fwd(dev, w)?,
+            Epilogue::None,
+            DType::BF16,
+        )
     }
 
     /// `dW [out, in] = dyᵀ·x`: the GEMM of `dyᵀ [out, rows]` with the weight `xᵀ [in, rows]`,
