@@ -16,7 +16,7 @@ use crate::device::compute::{Compute, Kernels};
 use crate::device::DeviceTensor;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::elementwise::{add_fwd_into, cast_into};
+use crate::kernels::elementwise::{accumulate_into, cast_into};
 use crate::ops::cast::cast_tensor;
 use crate::tensor::Tensor;
 use std::collections::HashMap;
@@ -175,7 +175,8 @@ impl Params {
 
     fn resident(&mut self, compute: &Compute, with_grads: bool) -> Result<()> {
         let Some(kernels) = compute.kernels() else {
-            return Ok(());
+            // Host values stay where they are; a mirror catches up with values a checkpoint set.
+            return self.refresh_mirror();
         };
         let backend = kernels.backend();
         let (host, offsets) = self.packed_values()?;
@@ -277,7 +278,8 @@ impl Params {
 
     /// Adds the gradients of one backward pass (`Gradients::param_grads`) to the accumulated
     /// ones, on `compute` (where the gradients live). Resident parameters add them in place into
-    /// the gradient arena (which `zero_grad` zeroed), one launch each.
+    /// the gradient arena (which `zero_grad` zeroed), one launch each, widening a bf16 gradient
+    /// (of a mirror binding) as it adds it; host parameters keep f32 gradients for f32 values.
     pub fn accumulate<'a>(
         &mut self,
         compute: &Compute,
@@ -287,8 +289,6 @@ impl Params {
         for (id, g) in grads {
             let p = &mut self.list[id.0];
             p.value.shape().expect_eq(OP, g.shape())?;
-            // The gradient of a mirror binding is bf16; the master gradient stays f32.
-            let g = &cast_tensor(compute, g, p.value.dtype())?;
             match &self.arena {
                 Some(arena) => {
                     let grads = arena.grads.as_ref().ok_or_else(|| {
@@ -301,11 +301,13 @@ impl Params {
                     let resident = arena.kernels.resident(g)?;
                     let mut out =
                         DeviceTensor::borrow(&acc).expect("arena gradients are on the device");
-                    let sum = out.clone();
-                    add_fwd_into(arena.kernels.backend().as_ref(), &sum, &resident, &mut out)?;
+                    // A bf16 gradient (of a mirror binding) is widened as it is added.
+                    accumulate_into(arena.kernels.backend().as_ref(), &mut out, &resident)?;
                     p.grad = Some(acc);
                 }
                 None => {
+                    // The gradient of a mirror binding is bf16; the master gradient stays f32.
+                    let g = &cast_tensor(compute, g, p.value.dtype())?;
                     p.grad = Some(match p.grad.take() {
                         None => g.clone(),
                         Some(acc) => compute.add(&acc, g)?,

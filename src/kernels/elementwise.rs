@@ -122,6 +122,40 @@ pub fn add_fwd_into(
     sum_of_terms_into(dev, "add", &[a, b], out)
 }
 
+/// `acc += g` in place: `acc` f32, `g` of its shape, f32 or bf16 (widened exactly). How a
+/// gradient is added into the f32 master gradient arena: one launch in either dtype (`add` with
+/// the output aliasing the accumulator, or `accumulate_f32_bf16`).
+pub fn accumulate_into(
+    dev: &dyn KernelBackend,
+    acc: &mut DeviceTensor,
+    g: &DeviceTensor,
+) -> Result<()> {
+    const OP: &str = "accumulate";
+    expect_same_dtype(OP, acc, DType::F32)?;
+    g.shape().expect_eq(OP, acc.shape())?;
+    match g.dtype() {
+        DType::F32 => {
+            let sum = acc.clone();
+            add_fwd_into(dev, &sum, g, acc)
+        }
+        DType::BF16 if g.numel() == 0 => Ok(()),
+        DType::BF16 => dev.launch(
+            "accumulate_f32_bf16",
+            grid_for_elements(g.numel()),
+            &mut [
+                KernelArg::Out(&mut acc.buf),
+                KernelArg::In(&g.buf),
+                i64_arg(g.numel()),
+            ],
+        ),
+        other => Err(Error::DType {
+            op: OP,
+            expected: "an f32 or bf16 gradient",
+            got: other,
+        }),
+    }
+}
+
 /// `a + b` for two tensors of one shape and dtype.
 pub fn add_fwd(
     dev: &dyn KernelBackend,
