@@ -9,8 +9,9 @@
 //!
 //! A model that runs its forward in bf16 (the official `forward_dtype`) keeps a mirror: every
 //! value rounded to bf16, in one more arena when resident (`keep_mirror`). The tape binds the
-//! mirror (`Tape::param_as`), the optimizer refreshes it after each step (`refresh_mirror`), and
-//! the master values, gradients and optimizer state stay f32.
+//! mirror (`Tape::param_as`), the optimizer refreshes it with each step (the Adam arena launch
+//! writes it, `refresh_mirror` otherwise), and the master values, gradients and optimizer state
+//! stay f32.
 
 use crate::device::compute::{Compute, Kernels};
 use crate::device::DeviceTensor;
@@ -50,8 +51,8 @@ pub struct Params {
 }
 
 /// Every value converted to the forward dtype, what the tape binds in its place. Resident
-/// parameters keep it in one device allocation laid out as the value arena, so refreshing it
-/// is one cast launch over the whole arena.
+/// parameters keep it in one device allocation laid out as the value arena, so the Adam launch
+/// over the value arena writes it too, and a separate refresh is one cast launch.
 #[derive(Clone)]
 struct Mirror {
     dtype: DType,
@@ -370,7 +371,8 @@ impl Params {
 
     /// Recomputes the mirror from the values (nothing without one): resident, ONE cast launch
     /// over the arena; on the host, each value rounded as `Tensor::to_dtype` rounds (to nearest
-    /// even, like the `cast_to_bf16_f32` kernel). The optimizers call it after every step.
+    /// even, like the `cast_to_bf16_f32` kernel). Adam calls it after a step that did not write
+    /// the mirror itself (the one-launch arena step does).
     pub fn refresh_mirror(&mut self) -> Result<()> {
         let Some(mirror) = &mut self.mirror else {
             return Ok(());
@@ -391,6 +393,20 @@ impl Params {
             }
         }
         mirror.fresh = true;
+        Ok(())
+    }
+
+    /// The resident mirror's arena (bf16, laid out as the value arena), which the Adam arena step
+    /// writes in the launch that updates the values.
+    pub(crate) fn mirror_arena(&self) -> Option<&Tensor> {
+        self.mirror.as_ref()?.arena.as_ref()
+    }
+
+    /// Records that the mirror arena was just written from the values (`mirror_arena`).
+    pub(crate) fn mirror_refreshed(&mut self) -> Result<()> {
+        if let Some(m) = &mut self.mirror {
+            m.fresh = true;
+        }
         Ok(())
     }
 
