@@ -14,8 +14,6 @@
 
 use recur::data::sudoku::{encode_batch, generate, Difficulty, Geometry};
 use recur::device::counting::Counting;
-use recur::device::cuda::Cuda;
-use recur::device::emu::Emu;
 use recur::device::{Compute, KernelBackend};
 use recur::models::{
     act_loss, act_step, Arch, Batch, Carry, Exploration, ForwardDtype, Halting, ModelConfig, Probe,
@@ -26,28 +24,6 @@ use recur::testing::rel_l2;
 use recur::train::{dataset, RunConfig, Trainer};
 use recur::{DType, Params, Tape, Tensor};
 use std::sync::Arc;
-
-/// Defines `<name>::emu` and `<name>::cuda` running `body(&Arc<Counting>)`.
-macro_rules! on_every_backend {
-    ($name:ident, $body:path) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn emu() {
-                $body(&Counting::new(Arc::new(Emu)));
-            }
-
-            #[test]
-            fn cuda() {
-                match Cuda::new(0) {
-                    Ok(gpu) => $body(&Counting::new(Arc::new(gpu))),
-                    Err(e) => recur::testing::skip_cuda(module_path!(), e),
-                }
-            }
-        }
-    };
-}
 
 fn host(t: &Tensor) -> Vec<f64> {
     t.to_host().unwrap().to_vec_f64().unwrap()
@@ -197,7 +173,7 @@ fn check_bf16_segment_matches_cpu(dev: &Arc<Counting>) {
     }
 }
 
-on_every_backend!(bf16_segment_matches_cpu, check_bf16_segment_matches_cpu);
+recur::counting_test!(bf16_segment_matches_cpu, check_bf16_segment_matches_cpu);
 
 /// `auto` is float32 for a model built directly and bfloat16 once resolved on a GPU.
 #[test]
@@ -283,7 +259,7 @@ fn check_bf16_trainer_matches_cpu(dev: &Arc<Counting>) {
     }
 }
 
-on_every_backend!(bf16_trainer_matches_cpu, check_bf16_trainer_matches_cpu);
+recur::counting_test!(bf16_trainer_matches_cpu, check_bf16_trainer_matches_cpu);
 
 /// `auto` trains in f32 off a GPU (no mirror), and `float32` everywhere.
 #[test]
@@ -408,7 +384,7 @@ fn mirror_follows_master_resident(dev: &Arc<Counting>) {
     check_mirror_follows_master(Compute::on(dev.clone()), Some(dev));
 }
 
-on_every_backend!(mirror_follows_master, mirror_follows_master_resident);
+recur::counting_test!(mirror_follows_master, mirror_follows_master_resident);
 
 /// A value changed behind the mirror's back is never bound from the stale copy.
 #[test]
@@ -463,7 +439,7 @@ fn check_bf16_linear_uses_tensor_cores(dev: &Arc<Counting>) {
     }
 }
 
-on_every_backend!(
+recur::counting_test!(
     bf16_linear_uses_tensor_cores,
     check_bf16_linear_uses_tensor_cores
 );
