@@ -16,8 +16,8 @@ use recur::data::sudoku::{encode_batch, generate, Difficulty, Geometry};
 use recur::device::counting::Counting;
 use recur::device::{Compute, KernelBackend};
 use recur::models::{
-    act_loss, act_step, Arch, Batch, Carry, Exploration, ForwardDtype, Halting, ModelConfig, Probe,
-    Reasoner,
+    act_loss, act_step, Arch, Batch, Carry, Exploration, ForwardDtype, Halting, ModelConfig,
+    PosEncoding, Probe, Reasoner,
 };
 use recur::optim::{AdamAtan2, AdamAtan2Config};
 use recur::testing::rel_l2;
@@ -36,8 +36,8 @@ fn host(t: &Tensor) -> Vec<f64> {
 /// compounds the two paths' different rounding points (the attention kernel rounds its
 /// probabilities to bf16 for P·V as FlashAttention does; the reference keeps them f32), so a
 /// deeper recursion drifts past 1e-2 while staying as close as bf16 is to f32.
-fn tiny_config(arch: Arch, forward_dtype: ForwardDtype) -> ModelConfig {
-    let cfg = ModelConfig {
+fn tiny_configs(forward_dtype: ForwardDtype) -> [(&'static str, ModelConfig); 3] {
+    let trm = ModelConfig {
         hidden_size: 64,
         num_heads: 2,
         puzzle_emb_ndim: 64,
@@ -50,15 +50,18 @@ fn tiny_config(arch: Arch, forward_dtype: ForwardDtype) -> ModelConfig {
         forward_dtype,
         ..ModelConfig::trm_att_sudoku()
     };
-    match arch {
-        Arch::Trm => cfg,
-        Arch::Hrm => ModelConfig {
-            arch: Arch::Hrm,
-            H_layers: 1,
-            no_ACT_continue: false,
-            ..cfg
-        },
-    }
+    let mlp = ModelConfig {
+        mlp_t: true,
+        pos_encodings: PosEncoding::None,
+        ..trm.clone()
+    };
+    let hrm = ModelConfig {
+        arch: Arch::Hrm,
+        H_layers: 1,
+        no_ACT_continue: false,
+        ..trm.clone()
+    };
+    [("TRM-Att", trm), ("TRM-MLP", mlp), ("HRM", hrm)]
 }
 
 /// Loss, every parameter gradient (f32, by name) and the puzzle-row gradient of one segment.
@@ -124,49 +127,47 @@ fn one_segment(compute: Compute, cfg: ModelConfig) -> Segment {
     }
 }
 
-/// The bf16 segment on the kernels against the CPU bf16 segment, both architectures: loss and
+/// The bf16 segment on the kernels against the CPU bf16 segment, TRM-Att, TRM-MLP and HRM: loss and
 /// every parameter gradient within 1e-2; and the bf16 segment differs from the f32 one (so bf16
 /// storage really ran).
 fn check_bf16_segment_matches_cpu(dev: &Arc<Counting>) {
-    for arch in [Arch::Trm, Arch::Hrm] {
-        let cfg = tiny_config(arch, ForwardDtype::Bfloat16);
+    let f32_configs = tiny_configs(ForwardDtype::Float32);
+    for ((arch, cfg), (_, f32_cfg)) in tiny_configs(ForwardDtype::Bfloat16)
+        .into_iter()
+        .zip(f32_configs)
+    {
         let cpu = one_segment(Compute::Cpu, cfg.clone());
         let kernels = one_segment(Compute::on(dev.clone()), cfg);
         let counts = dev.take();
         assert!(
             counts.fallbacks.is_empty(),
-            "{arch:?}: CPU fallbacks {:?}",
+            "{arch}: CPU fallbacks {:?}",
             counts.fallbacks
         );
         let names = counts.kernel_names();
         assert!(
             names.iter().any(|n| n == "gemm_bf16_fwd_bf16"),
-            "{arch:?}: no tensor-core GEMM in {names:?}"
+            "{arch}: no tensor-core GEMM in {names:?}"
         );
         let err = (kernels.loss - cpu.loss).abs() / cpu.loss.abs();
-        assert!(
-            err < 1e-2,
-            "{arch:?}: loss {} vs {}",
-            kernels.loss,
-            cpu.loss
-        );
+        assert!(err < 1e-2, "{arch}: loss {} vs {}", kernels.loss, cpu.loss);
         for ((name, a), (_, b)) in kernels.grads.iter().zip(&cpu.grads) {
             let err = rel_l2(a, b);
-            assert!(err < 1e-2, "{arch:?} {name}: relative L2 {err:.2e}");
+            assert!(err < 1e-2, "{arch} {name}: relative L2 {err:.2e}");
         }
         // The puzzle rows' gradient is an activation's, at one position per sequence: no sum
         // over positions averages the two paths' rounding differences, and it arrives rounded to
         // bf16 (the gradient of the cast). HRM's reaches it through both levels' blocks and
         // lands near 1.1e-2, so it gets twice the parameters' bound.
         let err = rel_l2(&kernels.puzzle_rows, &cpu.puzzle_rows);
-        assert!(err < 2e-2, "{arch:?} puzzle rows: relative L2 {err:.2e}");
+        assert!(err < 2e-2, "{arch} puzzle rows: relative L2 {err:.2e}");
 
-        let f32 = one_segment(Compute::Cpu, tiny_config(arch, ForwardDtype::Float32));
-        assert_ne!(f32.loss, cpu.loss, "{arch:?}: the bf16 segment ran in f32");
+        let f32 = one_segment(Compute::Cpu, f32_cfg);
+        assert_ne!(f32.loss, cpu.loss, "{arch}: the bf16 segment ran in f32");
         let err = (f32.loss - cpu.loss).abs() / f32.loss.abs();
         assert!(
             err < 5e-2,
-            "{arch:?}: bf16 loss {} far from f32 {}",
+            "{arch}: bf16 loss {} far from f32 {}",
             cpu.loss,
             f32.loss
         );
