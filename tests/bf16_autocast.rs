@@ -498,3 +498,53 @@ fn host_and_kernel_round_f32_to_bf16_alike() {
     assert_eq!(on_host, want, "host");
     assert_eq!(on_emu, want, "emu");
 }
+
+/// The tensor-core GEMM reads a weight that is a view at any element of a larger buffer (a
+/// parameter of an arena), and the output into a view at an odd element, giving the same bits
+/// as from and into their own allocations: misaligned rows are loaded element by element.
+fn check_gemm_reads_unaligned_views(dev: &Arc<Counting>) {
+    use recur::device::DeviceTensor;
+    use recur::kernels::gemm::{gemm_bf16, gemm_bf16_into, Epilogue};
+    let backend: Arc<dyn KernelBackend> = dev.clone();
+    let x = Tensor::randn([9, 24], 1.0, 1, DType::BF16).unwrap();
+    let w = Tensor::randn([40, 24], 0.2, 2, DType::BF16).unwrap();
+    let mut padded = vec![0.0f32];
+    padded.extend(w.to_vec_f32().unwrap());
+    let padded = Tensor::from_vec(padded, [1 + 40 * 24])
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap()
+        .to_device(&backend)
+        .unwrap();
+    let x_dev = DeviceTensor::upload(dev.as_ref(), &x).unwrap();
+    let w_dev = DeviceTensor::upload(dev.as_ref(), &w).unwrap();
+    let w_view = DeviceTensor::borrow(&padded.view(1, [40, 24]).unwrap()).unwrap();
+    let aligned = gemm_bf16(dev.as_ref(), &x_dev, &w_dev, Epilogue::None, DType::BF16).unwrap();
+    let from_view = gemm_bf16(dev.as_ref(), &x_dev, &w_view, Epilogue::None, DType::BF16).unwrap();
+    let out = DeviceTensor::uninit(dev.as_ref(), [1 + 9 * 40], DType::BF16)
+        .unwrap()
+        .into_tensor(&backend)
+        .unwrap();
+    let mut into_view = DeviceTensor::borrow(&out.view(1, [9, 40]).unwrap()).unwrap();
+    gemm_bf16_into(
+        dev.as_ref(),
+        &x_dev,
+        &w_view,
+        Epilogue::None,
+        &mut into_view,
+    )
+    .unwrap();
+    let bytes = |t: &DeviceTensor| t.download(dev.as_ref()).unwrap().to_bytes().unwrap();
+    assert_eq!(
+        bytes(&from_view),
+        bytes(&aligned),
+        "weight view at element 1"
+    );
+    assert_eq!(
+        bytes(&into_view),
+        bytes(&aligned),
+        "output view at element 1"
+    );
+}
+
+recur::counting_test!(gemm_reads_unaligned_views, check_gemm_reads_unaligned_views);
