@@ -24,8 +24,9 @@ use std::collections::HashMap;
 
 /// Every parameter starts at a multiple of this many elements of its arena (zeros between): 256
 /// bytes of f32, cudaMalloc's own alignment, and 128 bytes of the bf16 mirror, so each mirror
-/// view is as aligned as an allocation. The tensor-core GEMM reads weight rows in 16-byte chunks
-/// and needs it. The padding is inert: its gradient is zero and every update keeps it zero.
+/// view is as aligned as an allocation: the tensor-core GEMM reads 16-byte aligned weight rows in
+/// 16-byte chunks (an unaligned view element by element). The padding is inert: its gradient is
+/// zero and every update keeps it zero.
 pub const ARENA_ALIGN: usize = 64;
 
 /// Index of a parameter in its `Params`.

@@ -65,25 +65,29 @@ fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<Line
             bias_grad.then(|| cpu::linear_bwd_bias(g)).transpose()?,
         )),
         Some(dev) if g.dtype() == DType::BF16 => {
-            // The weight product folds every leading dimension into rows, as a 2-D operand.
+            // Every leading dimension folded into rows: the products are 2-D GEMMs.
             let rows = |t: &Tensor| t.reshape(flat_rows(t.shape()));
             let x2 = x.as_ref().map(rows).transpose()?;
-            let g2 = rows(g)?;
-            on_device(
+            let (dx, dw, db) = on_device(
                 dev,
-                (g, &g2, w.as_ref(), x2.as_ref()),
-                |dev, (g, g2, w, x2)| {
+                (&rows(g)?, w.as_ref(), x2.as_ref()),
+                |dev, (g, w, x)| {
                     Ok((
                         w.map(|w| tensor_core::linear_bwd_input(dev, &g, &w))
                             .transpose()?,
-                        x2.map(|x2| tensor_core::linear_bwd_weight(dev, &g2, &x2))
+                        x.map(|x| tensor_core::linear_bwd_weight(dev, &g, &x))
                             .transpose()?,
                         bias_grad
                             .then(|| kernels::linear_bwd_bias(dev, &g))
                             .transpose()?,
                     ))
                 },
-            )
+            )?;
+            Ok((
+                dx.map(|dx| dx.reshape(x_shape.clone())).transpose()?,
+                dw,
+                db,
+            ))
         }
         Some(dev) => on_device(dev, (g, w.as_ref(), x.as_ref()), |dev, (g, w, x)| {
             Ok((
@@ -122,7 +126,7 @@ mod tensor_core {
         gemm_bf16(dev, x, w, epilogue, DType::BF16)
     }
 
-    /// `dx = dy·W = dy·(Wᵀ)ᵀ`: the GEMM with the weight `Wᵀ [in, out]`.
+    /// `dx [rows, in] = dy·W = dy·(Wᵀ)ᵀ`: the GEMM with the weight `Wᵀ [in, out]`.
     pub fn linear_bwd_input(
         dev: &dyn KernelBackend,
         dy: &DeviceTensor,
@@ -138,7 +142,7 @@ mod tensor_core {
     }
 
     /// `dW [out, in] = dyᵀ·x`: the GEMM of `dyᵀ [out, rows]` with the weight `xᵀ [in, rows]`,
-    /// reducing over the rows (`dy [rows, out]`, `x [rows, in]`, leading dimensions folded).
+    /// reducing over the rows (`dy [rows, out]`, `x [rows, in]`).
     pub fn linear_bwd_weight(
         dev: &dyn KernelBackend,
         dy: &DeviceTensor,
