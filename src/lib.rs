@@ -19,6 +19,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod params;
+pub mod profile;
 pub mod report;
 pub mod rng;
 pub mod shape;

@@ -214,7 +214,7 @@ macro_rules! counting_test {
 
             #[test]
             fn emu() {
-                let emu = std::sync::Arc::new($crate::device::emu::Emu);
+                let emu = std::sync::Arc::new($crate::device::emu::Emu::default());
                 $body(&$crate::device::counting::Counting::new(emu));
             }
             #[test]

@@ -59,7 +59,7 @@ macro_rules! on_every_backend {
 
             #[test]
             fn emu() {
-                $body(&Counting::new(Arc::new(Emu)));
+                $body(&Counting::new(Arc::new(Emu::default())));
             }
 
             #[test]
@@ -904,7 +904,7 @@ fn f64_on_the_kernels_is_a_dtype_error() {
 
 #[test]
 fn no_grad_runs_on_the_kernels_and_records_nothing() {
-    let dev = Counting::new(Arc::new(Emu));
+    let dev = Counting::new(Arc::new(Emu::default()));
     let tape = Tape::with_compute(dev.compute());
     let x = tape.leaf(randn([5, 64], 1.0, fresh_seed("no_grad"), DType::F32));
     let y = tape.no_grad(|| tape.rms_norm(&x, 1e-5)).unwrap();

@@ -29,7 +29,7 @@ macro_rules! on_every_backend {
 
             #[test]
             fn emu() {
-                $body(&Counting::new(Arc::new(Emu)), true);
+                $body(&Counting::new(Arc::new(Emu::default())), true);
             }
 
             #[test]

@@ -363,6 +363,30 @@ fn config_overrides_are_checked() {
     assert_eq!(recur::train::trainer::total_steps(&trm, 1000), 65_104);
 }
 
+#[test]
+fn paper_presets_build_their_data() {
+    // `test_puzzles = 0` holds out every distinct puzzle the training subsample leaves. The
+    // bundled set repeats some questions; they must not eat into the 1000 training puzzles.
+    let cfg = RunConfig::load("trm-att-sudoku", &[]).unwrap();
+    for preset in ["trm-mlp-sudoku", "hrm-sudoku"] {
+        assert_eq!(
+            RunConfig::load(preset, &[]).unwrap().data,
+            cfg.data,
+            "{preset}"
+        );
+    }
+    let data = dataset::build(&cfg.data).unwrap();
+    assert_eq!(data.train.len(), cfg.data.train_puzzles);
+    let split = &data.meta.split;
+    assert!(split.duplicates_removed > 0, "the case this test is for");
+    assert_eq!(
+        data.train.len() + data.test.len(),
+        split.input_count - split.duplicates_removed
+    );
+    let train: std::collections::HashSet<_> = data.train.iter().map(|p| &p.question).collect();
+    assert!(data.test.iter().all(|p| !train.contains(&p.question)));
+}
+
 // ---- the command line -------------------------------------------------------------------
 
 fn tempdir(name: &str) -> PathBuf {
@@ -663,7 +687,7 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
 fn bad_batches_are_rejected_before_staging() {
     use recur::device::counting::Counting;
     use recur::device::emu::Emu;
-    use recur::train::step_inputs::StepInputs;
+    use recur::train::step_inputs::{stage, HostInputs};
     use std::sync::Arc;
 
     let cfg = small_config(&[]);
@@ -683,9 +707,17 @@ fn bad_batches_are_rejected_before_staging() {
         )
         .unwrap()
     };
-    let dev = Counting::new(Arc::new(Emu));
+    let dev = Counting::new(Arc::new(Emu::default()));
     let compute = Compute::on(dev.clone());
-    let stage = |batch: Batch| StepInputs::stage(&compute, &model, batch, None, [1.0, -1e-3]);
+    let stage = |batch: Batch| {
+        let host = HostInputs {
+            batch,
+            adam_scalars: None,
+            sign_sgd_scalars: [1.0, -1e-3],
+            exploration_draw: None,
+        };
+        stage(&compute, &model, host, None)
+    };
     for (what, bad, expect) in [
         ("token", batch(vocab, 2, 0), "outside the vocabulary"),
         ("negative token", batch(-1, 2, 0), "outside the vocabulary"),
@@ -707,4 +739,54 @@ fn bad_batches_are_rejected_before_staging() {
         staged.batch.labels.to_host().unwrap().to_vec_i32().unwrap()[s + 1],
         -100
     );
+}
+
+/// `recur train --device emu` gives the same final model byte for byte with `--graph on` (steps
+/// from the second replay a captured graph) and `--graph off` (every step eager). One Emu worker
+/// (`RECUR_EMU_WORKERS=1`), so float atomics add in one order in both runs.
+#[test]
+fn cli_graph_on_and_off_train_the_same_model() {
+    let dir = tempdir("graph-on-off");
+    let mut models = Vec::new();
+    for mode in ["on", "off"] {
+        let out = dir.join(mode);
+        // The shared run settings on Emu, with head dim 32 (the fused attention kernels'; a head
+        // dim of 16 falls back to the CPU reference, which a capture refuses).
+        let run: Vec<&str> = CLI_RUN
+            .iter()
+            .map(|&a| match a {
+                "cpu" => "emu",
+                "hidden_size=32" => "hidden_size=64",
+                "puzzle_emb_ndim=32" => "puzzle_emb_ndim=64",
+                other => other,
+            })
+            .collect();
+        let mut cmd = recur();
+        cmd.arg("train")
+            .args(&run)
+            .args(["--set", "total_steps=5", "--graph", mode, "--out"])
+            .arg(&out)
+            .env("RECUR_EMU_WORKERS", "1");
+        let printed = String::from_utf8_lossy(&succeed(&mut cmd).stdout).into_owned();
+        assert_eq!(
+            printed.contains("captured as a graph"),
+            mode == "on",
+            "{mode}: {printed}"
+        );
+        models.push(std::fs::read(out.join("model.safetensors")).unwrap());
+    }
+    assert!(
+        models[0] == models[1],
+        "--graph on and off trained different models"
+    );
+    // On the CPU there is no graph to capture: `on` is refused with the reason.
+    let err = recur()
+        .arg("train")
+        .args(CLI_RUN)
+        .args(["--graph", "on", "--out"])
+        .arg(dir.join("cpu"))
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("kernel backend"));
 }

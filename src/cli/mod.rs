@@ -6,6 +6,7 @@ mod eval;
 mod info;
 pub mod model_args;
 mod predict;
+mod profile;
 mod solve;
 pub mod train;
 
@@ -43,6 +44,10 @@ pub enum Command {
     Solve(solve::SolveArgs),
     /// Dump per-step logits, Q logits and final states (f32) for puzzles from a CSV.
     Predict(predict::PredictArgs),
+    /// The cost of one training step as a model: launches, copies, synchronisations, CPU
+    /// fallbacks, bytes and FLOPs per kernel, and a roofline lower bound on an H100 or H200
+    /// (`--device trace` needs no GPU and runs no kernel).
+    Profile(profile::ProfileArgs),
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -54,5 +59,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Solve(args) => solve::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Profile(args) => profile::run(args),
     }
 }

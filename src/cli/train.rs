@@ -5,6 +5,7 @@ use crate::cli::model_args::{default_run_dir, ConfigArgs, DeviceArgs};
 use crate::error::{Error, Result};
 use crate::report::MetricsWriter;
 use crate::train::config::RunConfig;
+use crate::train::graph_mode::GraphMode;
 use crate::train::model_file::save_model;
 use crate::train::plots::{plot_depth_curve, plot_training_curves, write_depth_csv};
 use crate::train::{dataset, EvalReport, Trainer};
@@ -29,6 +30,10 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Capture the training step as a CUDA graph from the second step and replay it: `on`,
+    /// `off`, or `auto` (on a kernel backend that can capture). A failed capture trains eagerly.
+    #[arg(long, default_value = "auto")]
+    pub graph: String,
 }
 
 pub const DEFAULT_PRESET: &str = "trm-cpu";
@@ -97,7 +102,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let meta_json = serde_json::to_string_pretty(&data.meta).expect("metadata serialises");
     let compute = args.device.compute()?;
+    let graph_mode: GraphMode = args.graph.parse()?;
+    if graph_mode == GraphMode::On && compute.kernels().is_none() {
+        return Err(Error::arg(
+            "--graph",
+            "on needs a kernel backend (--device emu or cuda); the CPU reference has no graphs",
+        ));
+    }
     let mut trainer = Trainer::new(cfg, data, compute)?;
+    trainer.graph_mode = graph_mode;
     let config_toml = trainer.cfg.to_toml()?;
     let metrics_path = dir.join(METRICS_FILE);
     let mut metrics = if resuming {
@@ -164,7 +177,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ));
             break;
         }
+        let captured = trainer.is_replaying();
         let r = trainer.train_step()?;
+        if !captured && trainer.is_replaying() {
+            bar.suspend(|| {
+                println!(
+                    "  step {} captured as a graph; later steps replay it",
+                    r.step
+                )
+            });
+        }
         if !r.loss.is_finite() {
             save(&trainer, elapsed(&trainer))?;
             return Err(Error::arg(

@@ -6,6 +6,8 @@
 //! the driver API's shape (`void** kernelParams`): device pointers and scalars, in the kernel's
 //! parameter order.
 
+use crate::device::graph::{unsupported, Graph};
+use crate::device::staging::{Event, Staging};
 use crate::error::{Error, Result};
 use std::any::Any;
 use std::fmt;
@@ -159,13 +161,62 @@ pub trait KernelBackend: Send + Sync {
     /// step can be shown to have none.
     fn note_fallback(&self, _op: &'static str) {}
 
-    /// Milliseconds that `work` takes on the device: wall clock between two synchronisations.
-    /// Backends with device events override this with event timing.
+    /// Milliseconds that `work` takes on the device: wall clock between two synchronisations
+    /// (`wall_clock_ms`). Backends with device events override this with event timing.
     fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
-        self.synchronize()?;
-        let start = std::time::Instant::now();
-        work()?;
-        self.synchronize()?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
+        wall_clock_ms(self, work)
     }
+
+    // ---- CUDA graphs (`device::graph`, `device::staging`, docs/graphs.md) ----------------------
+    //
+    // The defaults say the backend cannot capture, so a backend without graphs still compiles
+    // and a caller learns why instead of silently running eagerly.
+
+    /// Starts capturing: from now until `end_capture`, `launch`, `memset`, `copy` and
+    /// `upload_staged` are recorded into a graph and NOT executed. `alloc`, `upload`, `download`,
+    /// `synchronize`, `time_ms`, `wait_event`, `record_event` and `replay` are errors naming the
+    /// call, and they invalidate the capture so `end_capture` reports the first of them.
+    fn begin_capture(&self) -> Result<()> {
+        Err(unsupported(self.name(), "begin_capture"))
+    }
+    /// Ends the capture: the recorded graph, or why the capture failed.
+    fn end_capture(&self) -> Result<Graph> {
+        Err(unsupported(self.name(), "end_capture"))
+    }
+    /// Runs a graph this backend captured, in stream order, with the addresses and scalar
+    /// arguments frozen at capture and the memory contents (device buffers, staging) of now.
+    fn replay(&self, _graph: &Graph) -> Result<()> {
+        Err(unsupported(self.name(), "replay"))
+    }
+    /// A host staging buffer of `bytes` bytes (pinned on Cuda) for `upload_staged`; its contents
+    /// start undefined (poisoned on Emu).
+    fn alloc_staging(&self, _bytes: usize) -> Result<Staging> {
+        Err(unsupported(self.name(), "alloc_staging"))
+    }
+    /// Copies all of `src` into `dst` (same length), host to device, in stream order. Captured,
+    /// it becomes a copy node that reads `src` when the graph runs.
+    fn upload_staged(&self, _dst: &mut DeviceBuffer, _src: &Staging) -> Result<()> {
+        Err(unsupported(self.name(), "upload_staged"))
+    }
+    /// Marks the current end of the stream, for `wait_event`.
+    fn record_event(&self) -> Result<Event> {
+        Err(unsupported(self.name(), "record_event"))
+    }
+    /// Blocks the host until the stream has passed `event` (only that far: later work may still
+    /// be running), e.g. before rewriting a staging slot that an earlier replay copies from.
+    fn wait_event(&self, _event: &Event) -> Result<()> {
+        Err(unsupported(self.name(), "wait_event"))
+    }
+}
+
+/// Milliseconds `work` takes between two synchronisations of `dev`, by the host's clock.
+pub fn wall_clock_ms<B: KernelBackend + ?Sized>(
+    dev: &B,
+    work: &mut dyn FnMut() -> Result<()>,
+) -> Result<f64> {
+    dev.synchronize()?;
+    let start = std::time::Instant::now();
+    work()?;
+    dev.synchronize()?;
+    Ok(start.elapsed().as_secs_f64() * 1e3)
 }

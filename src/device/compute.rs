@@ -124,7 +124,7 @@ impl Compute {
 
     /// The CUDA kernels run on the CPU by the emulator (always available).
     pub fn emu() -> Compute {
-        Compute::on(Arc::new(Emu))
+        Compute::on(Arc::new(Emu::default()))
     }
 
     /// The CUDA kernels on GPU 0, or an error saying what is missing (driver, GPU or NVRTC).

@@ -8,9 +8,14 @@ pub mod cpu;
 pub mod cuda;
 pub mod device_tensor;
 pub mod emu;
+pub mod graph;
+pub mod staging;
+pub mod trace;
 
 pub use backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
 pub use compute::{Compute, Kernels};
 pub use device_tensor::DeviceTensor;
+pub use graph::Graph;
+pub use staging::{Event, Staging};
 
 pub use crate::tensor::Device;

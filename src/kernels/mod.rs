@@ -2,6 +2,7 @@
 //! module per kernel file that checks shapes and dtypes like the CPU reference and launches on any
 //! `KernelBackend`.
 
+pub mod act;
 pub mod activation;
 pub mod attention;
 pub mod copy;

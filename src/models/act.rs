@@ -8,10 +8,10 @@
 
 use crate::error::{Error, Result};
 use crate::models::probe::Probe;
-use crate::models::reasoner::{Reasoner, SegmentOutput};
+use crate::models::reasoner::{check_token_range, Reasoner, SegmentOutput};
+use crate::ops::act::{self, Fresh, HaltRule};
 use crate::params::Params;
-use crate::rng::philox;
-use crate::tape::Tape;
+use crate::tape::{Compute, Tape};
 use crate::tensor::Tensor;
 
 /// One batch of examples: i32 `inputs [B, S]`, `labels [B, S]` (−100 = ignored) and
@@ -55,12 +55,17 @@ impl Batch {
     }
 }
 
+/// What a batch slot is working on between segments. `steps` and `halted` are i32 tensors
+/// `[B]`, like the states kept where the tape's compute keeps values (on the device for the
+/// kernels), so a segment never reads them back to the host.
 #[derive(Clone, Debug)]
 pub struct Carry {
     pub z_h: Tensor,
     pub z_l: Tensor,
-    pub steps: Vec<u32>,
-    pub halted: Vec<bool>,
+    /// Segments each slot has run since it last restarted, i32 `[B]`.
+    pub steps: Tensor,
+    /// 1 where the slot halted in the last segment (it restarts in the next), else 0; i32 `[B]`.
+    pub halted: Tensor,
     pub data: Batch,
 }
 
@@ -72,20 +77,17 @@ impl Carry {
         Ok(Carry {
             z_h: model.initial_state(&model.buffers.h_init, b)?,
             z_l: model.initial_state(&model.buffers.l_init, b)?,
-            steps: vec![0; b],
-            halted: vec![true; b],
+            steps: Tensor::from_vec(vec![0i32; b], [b])?,
+            halted: Tensor::from_vec(vec![1i32; b], [b])?,
             data: batch.clone(),
         })
-    }
-
-    pub fn all_halted(&self) -> bool {
-        self.halted.iter().all(|&h| h)
     }
 }
 
 /// Training's halting exploration: with probability `halt_exploration_prob` a slot gets a
 /// minimum of `randint(2, halt_max_steps + 1)` segments, redrawn every segment. Draws are
-/// Philox keyed by (seed, segment index, slot), so a resumed run draws the same numbers.
+/// Philox keyed by (seed, segment index, slot), so a resumed run draws the same numbers
+/// (`ops::act::min_halt_steps`; the kernels draw the same on the device).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exploration {
     pub seed: u64,
@@ -94,14 +96,10 @@ pub struct Exploration {
 }
 
 impl Exploration {
-    fn min_halt_steps(&self, slot: usize, prob: f64, max_steps: usize) -> u32 {
-        let explore = (philox::uniform(self.seed, self.segment, 2 * slot as u64) as f64) < prob;
-        if !explore {
-            return 0;
-        }
-        let u = philox::uniform(self.seed, self.segment, 2 * slot as u64 + 1) as f64;
-        let span = (max_steps - 1) as f64; // values 2..=max_steps
-        2 + ((u * span) as u32).min(max_steps as u32 - 2)
+    /// This segment's seed and segment as the halting op reads them: i32 `[4]`, written by the
+    /// host each step (a value, not a launch argument, so a captured graph reads the new one).
+    pub fn draw(&self) -> Result<Tensor> {
+        Tensor::from_vec(act::draw_words(self.seed, self.segment).to_vec(), [4])
     }
 }
 
@@ -111,6 +109,9 @@ pub enum Halting<'a> {
     Eval,
     /// Training: the Q head may halt early, subject to exploration.
     Train(&'a mut Exploration),
+    /// Training, with this segment's draw (`Exploration::draw`) already where the step reads its
+    /// inputs (staged with the batch), so the segment uploads nothing.
+    TrainStaged(&'a mut Exploration, &'a Tensor),
 }
 
 pub struct ActStep {
@@ -133,7 +134,7 @@ pub fn act_step(
     probe: &Probe,
 ) -> Result<ActStep> {
     let cfg = model.config();
-    let b = carry.halted.len();
+    let b = carry.data.len();
     if batch.len() != b || batch.seq_len() != carry.data.seq_len() {
         return Err(Error::shape(
             "act_step",
@@ -146,28 +147,22 @@ pub fn act_step(
             ),
         ));
     }
+    // The new batch's tokens are checked here, on the host, before they join the carry (which
+    // may live on the device, where the model does not read them back).
+    check_token_range(&batch.inputs, cfg.vocab_size)?;
+    let compute = tape.compute();
     let reset = &carry.halted;
-    let z_h = select_rows(
-        reset,
-        &model.initial_state(&model.buffers.h_init, b)?,
-        &carry.z_h,
-    )?;
-    let z_l = select_rows(
-        reset,
-        &model.initial_state(&model.buffers.l_init, b)?,
-        &carry.z_l,
-    )?;
+    let init =
+        |v: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Repeated(v), kept);
+    let z_h = init(&model.buffers.h_init, &carry.z_h)?;
+    let z_l = init(&model.buffers.l_init, &carry.z_l)?;
+    let take =
+        |new: &Tensor, kept: &Tensor| act::reset_rows(compute, reset, Fresh::Rows(new), kept);
     let data = Batch::new(
-        select_rows(reset, &batch.inputs, &carry.data.inputs)?,
-        select_rows(reset, &batch.labels, &carry.data.labels)?,
-        select_rows(reset, &batch.puzzle_ids, &carry.data.puzzle_ids)?,
+        take(&batch.inputs, &carry.data.inputs)?,
+        take(&batch.labels, &carry.data.labels)?,
+        take(&batch.puzzle_ids, &carry.data.puzzle_ids)?,
     )?;
-    let steps: Vec<u32> = carry
-        .steps
-        .iter()
-        .zip(reset)
-        .map(|(&s, &r)| if r { 1 } else { s + 1 })
-        .collect();
 
     let output = model.segment(
         tape,
@@ -180,19 +175,29 @@ pub fn act_step(
     )?;
 
     let max_steps = cfg.halt_max_steps;
-    let is_last: Vec<bool> = steps.iter().map(|&s| s as usize >= max_steps).collect();
-    let mut halted = is_last.clone();
+    let rule = HaltRule {
+        max_steps,
+        train: !matches!(halting, Halting::Eval),
+        halt_only: cfg.no_ACT_continue,
+        exploration_prob: cfg.halt_exploration_prob,
+    };
+    let draw = match &halting {
+        Halting::Train(explore) => explore.draw()?,
+        Halting::TrainStaged(_, draw) => (*draw).clone(),
+        Halting::Eval => no_draw(compute)?,
+    };
+    let (halted, steps) = act::halt(
+        compute,
+        output.q_halt.value(),
+        output.q_continue.value(),
+        &carry.halted,
+        &carry.steps,
+        &draw,
+        rule,
+    )?;
     let mut target_q_continue = None;
-    if let Halting::Train(explore) = halting {
+    if let Halting::Train(explore) | Halting::TrainStaged(explore, _) = halting {
         if max_steps > 1 {
-            // Host reads of the Q logits (explicit downloads on a kernel compute).
-            let q_halt = output.q_halt.value().to_host()?.to_vec_f32()?;
-            let q_cont = output.q_continue.value().to_host()?.to_vec_f32()?;
-            for slot in 0..b {
-                let wants_halt = cfg.q_head_halts(q_halt[slot], q_cont[slot]);
-                let min_halt = explore.min_halt_steps(slot, cfg.halt_exploration_prob, max_steps);
-                halted[slot] = (halted[slot] || wants_halt) && steps[slot] >= min_halt;
-            }
             explore.segment += 1;
             if !cfg.no_ACT_continue {
                 let next = tape.no_grad(|| {
@@ -206,19 +211,13 @@ pub fn act_step(
                         &Probe::off(),
                     )
                 })?;
-                let next_halt = next.q_halt.value().to_host()?.to_vec_f32()?;
-                let next_cont = next.q_continue.value().to_host()?.to_vec_f32()?;
-                let target: Vec<f32> = (0..b)
-                    .map(|i| {
-                        let logit = if is_last[i] {
-                            next_halt[i]
-                        } else {
-                            next_halt[i].max(next_cont[i])
-                        };
-                        1.0 / (1.0 + (-logit).exp())
-                    })
-                    .collect();
-                target_q_continue = Some(Tensor::from_vec(target, [b])?);
+                target_q_continue = Some(act::q_continue_target(
+                    compute,
+                    next.q_halt.value(),
+                    next.q_continue.value(),
+                    &steps,
+                    max_steps,
+                )?);
             }
         }
     }
@@ -235,27 +234,12 @@ pub fn act_step(
     })
 }
 
-/// Row `i` of the result is row `i` of `fresh` where `take_fresh[i]`, else of `kept` (the
-/// official `torch.where(halted, new, old)` over the batch axis).
-fn select_rows(take_fresh: &[bool], fresh: &Tensor, kept: &Tensor) -> Result<Tensor> {
-    if fresh.dims() != kept.dims() || fresh.dtype() != kept.dtype() {
-        return Err(Error::shape(
-            "act_step",
-            format!(
-                "cannot mix rows of {} {:?} and {} {:?}",
-                fresh.shape(),
-                fresh.dtype(),
-                kept.shape(),
-                kept.dtype()
-            ),
-        ));
+/// The draw evaluation passes to the halting op, which does not read it: zeros, a constant on
+/// the kernels (uploaded once per compute).
+fn no_draw(compute: &Compute) -> Result<Tensor> {
+    let zeros = || Tensor::from_vec(vec![0i32; 4], [4]);
+    match compute.kernels() {
+        None => zeros(),
+        Some(k) => k.constant("act: evaluation's exploration draw", zeros),
     }
-    let row_bytes = fresh.numel() * fresh.dtype().size_in_bytes() / take_fresh.len().max(1);
-    let (f, k) = (fresh.to_host()?.to_bytes()?, kept.to_host()?.to_bytes()?);
-    let mut out = Vec::with_capacity(f.len());
-    for (i, &fresh_row) in take_fresh.iter().enumerate() {
-        let src = if fresh_row { &f } else { &k };
-        out.extend_from_slice(&src[i * row_bytes..(i + 1) * row_bytes]);
-    }
-    Tensor::from_bytes(&out, fresh.shape().clone(), fresh.dtype())
 }

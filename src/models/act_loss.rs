@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::act::ActStep;
+use crate::ops::act::{self, ActMetricSlot, ACT_METRICS};
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -35,118 +36,110 @@ impl ActMetrics {
         self.q_halt_accuracy += other.q_halt_accuracy;
         self.steps += other.steps;
     }
+
+    /// The metrics of a host copy of `ActLoss::metrics`.
+    pub fn from_buffer(buffer: &Tensor) -> Result<ActMetrics> {
+        let m = read_buffer(buffer)?;
+        Ok(ActMetrics {
+            count: m[ActMetricSlot::Count as usize],
+            accuracy: m[ActMetricSlot::Accuracy as usize],
+            exact_accuracy: m[ActMetricSlot::Exact as usize],
+            q_halt_accuracy: m[ActMetricSlot::QHaltAccuracy as usize],
+            steps: m[ActMetricSlot::Steps as usize],
+        })
+    }
+}
+
+/// The loss sums of one segment (unscaled, as the official loss head returns them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActLossSums {
+    pub lm: f64,
+    pub q_halt: f64,
+    /// 0 without HRM's Q-continue target.
+    pub q_continue: f64,
+}
+
+impl ActLossSums {
+    /// The losses of a host copy of `ActLoss::metrics`.
+    pub fn from_buffer(buffer: &Tensor) -> Result<ActLossSums> {
+        let m = read_buffer(buffer)?;
+        Ok(ActLossSums {
+            lm: m[ActMetricSlot::LmLoss as usize],
+            q_halt: m[ActMetricSlot::QHaltLoss as usize],
+            q_continue: m[ActMetricSlot::QContinueLoss as usize],
+        })
+    }
+}
+
+/// The values of a metrics buffer: a host tensor of `ACT_METRICS` f64s. A device buffer is an
+/// error (`Error::NotOnHost`): the caller decides when to download it.
+fn read_buffer(buffer: &Tensor) -> Result<Vec<f64>> {
+    let m = buffer.to_vec_f64()?;
+    if m.len() != ACT_METRICS {
+        return Err(Error::shape(
+            "act metrics",
+            format!("expected {ACT_METRICS} values, got {}", buffer.shape()),
+        ));
+    }
+    Ok(m)
 }
 
 pub struct ActLoss {
     /// `lm + 0.5·(q_halt + q_continue)`, unscaled; the trainer divides by the global batch.
     pub total: Var,
-    pub lm_loss: f64,
-    pub q_halt_loss: f64,
-    pub q_continue_loss: f64,
-    pub metrics: ActMetrics,
-    /// Argmax predictions `[B, S]`.
+    /// f64 `[ACT_METRICS]` where the tape's compute keeps values (the device on the kernels):
+    /// the metrics of the halted sequences and the loss sums. Read it with `to_host()`, ideally
+    /// a step later, then `ActMetrics::from_buffer` and `ActLossSums::from_buffer`.
+    pub metrics: Tensor,
+    /// Argmax predictions i32 `[B, S]`.
     pub preds: Tensor,
-    /// Per slot: every valid token right.
-    pub seq_correct: Vec<bool>,
+    /// Per slot, 1.0 where every valid token is right, else 0.0 (f32 `[B]`, the Q-halt target).
+    pub seq_correct: Tensor,
 }
 
-/// What a segment scored, per sequence, before any halting mask: shared by the loss head and
-/// by evaluation, which scores every sequence at every depth.
-pub struct SequenceScores {
-    pub preds: Tensor,
-    /// Valid labels per sequence.
-    pub valid: Vec<usize>,
-    /// Correct valid tokens per sequence.
-    pub correct: Vec<usize>,
-}
-
-impl SequenceScores {
-    pub fn new(tape: &Tape, logits: &Var, labels: &Tensor) -> Result<SequenceScores> {
-        let preds = tape.argmax(logits, -1)?.to_host()?;
-        let labels = labels.to_host()?;
-        let (p, l) = (preds.i32_data("scores")?, labels.i32_data("scores")?);
-        if p.len() != l.len() || l.is_empty() {
-            return Err(Error::shape(
-                "scores",
-                format!("{} predictions for {} labels", p.len(), l.len()),
-            ));
-        }
-        let s = labels.dims()[labels.rank() - 1];
-        let (mut valid, mut correct) = (Vec::new(), Vec::new());
-        for (prow, lrow) in p.chunks(s).zip(l.chunks(s)) {
-            let scored = lrow.iter().filter(|&&y| y != IGNORE_LABEL_ID).count();
-            let right = prow
-                .iter()
-                .zip(lrow)
-                .filter(|(&yhat, &y)| y != IGNORE_LABEL_ID && yhat == y)
-                .count();
-            valid.push(scored);
-            correct.push(right);
-        }
-        Ok(SequenceScores {
-            preds,
-            valid,
-            correct,
-        })
-    }
-
-    pub fn seq_correct(&self) -> Vec<bool> {
-        self.valid
-            .iter()
-            .zip(&self.correct)
-            .map(|(v, c)| v == c)
-            .collect()
-    }
-}
-
+/// The official loss head for one segment. On the kernels nothing is read back: the scores,
+/// the Q-halt target, HRM's Q-continue target and the metrics stay on the device.
 pub fn act_loss(tape: &Tape, step: &ActStep) -> Result<ActLoss> {
+    let compute = tape.compute();
     let out = &step.output;
     let carry = &step.carry;
     let labels = &carry.data.labels;
-    let scores = SequenceScores::new(tape, &out.logits, labels)?;
-    let seq_correct = scores.seq_correct();
+    let preds = tape.argmax(&out.logits, -1)?;
+    let scores = act::score(
+        compute,
+        &preds,
+        labels,
+        out.q_halt.value(),
+        &carry.halted,
+        &carry.steps,
+    )?;
 
     let lm = tape.sum_all(&tape.stablemax_cross_entropy(&out.logits, labels)?)?;
-    let b = seq_correct.len();
-    let correct_target = Tensor::from_vec(
-        seq_correct
-            .iter()
-            .map(|&c| c as u8 as f32)
-            .collect::<Vec<_>>(),
-        [b],
-    )?;
-    let q_halt =
-        tape.sum_all(&tape.bce_with_logits(&out.q_halt, &Var::constant(correct_target))?)?;
-    let q_terms = match &step.target_q_continue {
-        Some(target) => {
-            let q_cont = tape
-                .sum_all(&tape.bce_with_logits(&out.q_continue, &Var::constant(target.clone()))?)?;
-            let q_cont_loss = q_cont.value().to_host()?.item()?;
-            (tape.add(&q_halt, &q_cont)?, q_cont_loss)
-        }
-        None => (q_halt.clone(), 0.0),
+    let q_halt = tape
+        .sum_all(&tape.bce_with_logits(&out.q_halt, &Var::constant(scores.seq_correct.clone()))?)?;
+    let q_cont = step
+        .target_q_continue
+        .as_ref()
+        .map(|target| {
+            tape.sum_all(&tape.bce_with_logits(&out.q_continue, &Var::constant(target.clone()))?)
+        })
+        .transpose()?;
+    let q_terms = match &q_cont {
+        Some(q_cont) => tape.add(&q_halt, q_cont)?,
+        None => q_halt.clone(),
     };
-    let total = tape.add(&lm, &tape.scale(&q_terms.0, 0.5)?)?;
-
-    let q_halt_logits = out.q_halt.value().to_host()?.to_vec_f32()?;
-    let mut metrics = ActMetrics::default();
-    for i in 0..b {
-        if !carry.halted[i] || scores.valid[i] == 0 {
-            continue;
-        }
-        metrics.count += 1.0;
-        metrics.accuracy += scores.correct[i] as f64 / scores.valid[i] as f64;
-        metrics.exact_accuracy += seq_correct[i] as u8 as f64;
-        metrics.q_halt_accuracy += ((q_halt_logits[i] >= 0.0) == seq_correct[i]) as u8 as f64;
-        metrics.steps += carry.steps[i] as f64;
-    }
+    let total = tape.add(&lm, &tape.scale(&q_terms, 0.5)?)?;
+    let metrics = act::metrics(
+        compute,
+        &scores.metrics,
+        lm.value(),
+        q_halt.value(),
+        q_cont.as_ref().map(Var::value),
+    )?;
     Ok(ActLoss {
-        lm_loss: lm.value().to_host()?.item()?,
-        q_halt_loss: q_halt.value().to_host()?.item()?,
-        q_continue_loss: q_terms.1,
         total,
         metrics,
-        preds: scores.preds,
-        seq_correct,
+        preds,
+        seq_correct: scores.seq_correct,
     })
 }

@@ -15,7 +15,7 @@ pub mod reasoner;
 pub mod reasoning_module;
 
 pub use act::{act_step, ActStep, Batch, Carry, Exploration, Halting};
-pub use act_loss::{act_loss, ActLoss, ActMetrics, SequenceScores, IGNORE_LABEL_ID};
+pub use act_loss::{act_loss, ActLoss, ActLossSums, ActMetrics, IGNORE_LABEL_ID};
 pub use config::{Arch, ForwardDtype, ModelConfig, PosEncoding};
 pub use probe::Probe;
 pub use reasoner::{Buffers, Reasoner, SegmentOutput};

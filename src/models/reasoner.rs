@@ -244,16 +244,23 @@ impl Reasoner {
                 let padded = if padding == 0 {
                     cast_rows
                 } else {
-                    let zeros = Var::constant(Tensor::zeros([b, padding], dtype));
-                    tape.concat(&[&cast_rows, &zeros], 1)?
+                    let zeros = constant(
+                        tape,
+                        &format!("puzzle padding {b}x{padding} {dtype}"),
+                        || Ok(Tensor::zeros([b, padding], dtype)),
+                    )?;
+                    tape.concat(&[&cast_rows, &Var::constant(zeros)], 1)?
                 };
                 let prefix = tape.reshape(&padded, [b, p, d])?;
                 (tape.concat(&[&prefix, &tokens], 1)?, Some(rows))
             }
         };
         if let Some(pos) = &self.embed_pos {
-            let positions: Vec<i32> = (0..b).flat_map(|_| 0..(cfg.total_len() as i32)).collect();
-            let positions = Tensor::from_vec(positions, [b, cfg.total_len()])?;
+            let len = cfg.total_len();
+            let positions = constant(tape, &format!("positions {b}x{len}"), || {
+                let positions: Vec<i32> = (0..b).flat_map(|_| 0..(len as i32)).collect();
+                Tensor::from_vec(positions, [b, len])
+            })?;
             let pos = pos.forward_as(tape, params, &positions, dtype)?;
             // The official constant 0.707106781, i.e. 1/√2 (so the sum keeps unit variance).
             emb = tape.scale(&tape.add(&emb, &pos)?, std::f64::consts::FRAC_1_SQRT_2)?;
@@ -421,16 +428,33 @@ impl Reasoner {
     }
 
     pub fn initial_state(&self, init: &Tensor, batch: usize) -> Result<Tensor> {
-        let row = init.to_vec_f32()?;
+        // A resident init vector is read back once here (a carry's first segment, before any
+        // step is captured); the segments themselves reset rows from it on the device.
+        let row = init.to_host()?.to_vec_f32()?;
         let n = self.cfg.total_len() * batch;
         let data: Vec<f32> = (0..n).flat_map(|_| row.iter().copied()).collect();
         Tensor::from_vec(data, [batch, self.cfg.total_len(), self.cfg.hidden_size])
     }
 }
 
+/// A constant input of the model: built on the host, and on a kernel tape uploaded once per
+/// compute under `key` (`Kernels::constant`), so a step uploads nothing but its batch.
+fn constant(tape: &Tape, key: &str, make: impl FnOnce() -> Result<Tensor>) -> Result<Tensor> {
+    match tape.compute().kernels() {
+        None => make(),
+        Some(kernels) => kernels.constant(&format!("model: {key}"), make),
+    }
+}
+
 /// Token ids must index the embedding table; a wrong vocabulary is a clear error, not an
-/// out-of-bounds read deep inside the gather.
-fn check_token_range(inputs: &Tensor, vocab: usize) -> Result<()> {
+/// out-of-bounds read deep inside the gather. Ids already on the device are not read back (that
+/// would be a copy inside a training step): they were checked on the host where their batch
+/// was built (`models::act::act_step` checks each new batch), and the gather kernel turns a bad
+/// one into NaNs rather than reading out of bounds.
+pub(crate) fn check_token_range(inputs: &Tensor, vocab: usize) -> Result<()> {
+    if !inputs.is_on_host() {
+        return Ok(());
+    }
     let ids = inputs.i32_data("model inputs")?;
     if let Some((i, &t)) = ids
         .iter()

@@ -5,6 +5,7 @@
 //! One file per op family, mirroring `device::cpu`. `docs/ops.md` lists every op with the tests
 //! that check it.
 
+pub mod act;
 pub mod activation;
 pub mod attention;
 pub mod cast;

@@ -96,6 +96,11 @@ impl<C: AdamConfig> Adam<C> {
             .next_kernel_scalars(params, &self.config.hyper())
     }
 
+    /// Advances the step counts as a replayed step did (see `Moments::note_replayed_step`).
+    pub fn note_replayed_step(&mut self, params: &Params) -> Result<()> {
+        self.moments.note_replayed_step(C::NAME, params)
+    }
+
     /// Puts the moments on the device beside resident `params` (when built, and after a
     /// resume).
     pub fn make_resident(&mut self, params: &Params) -> Result<()> {
@@ -186,15 +191,16 @@ impl Moments {
         for id in ids {
             let param = params.get_mut(id);
             let state = self.states.get_mut(&id).expect("inserted above");
-            state.step += 1;
             let grad = param
                 .grad
                 .clone()
                 .expect("only parameters with a gradient are stepped");
+            // The count advances only once the step is launched (or recorded): a refused launch
+            // inside a graph capture must leave the counts as they were for the eager rerun.
             adam_step(
                 op,
                 h,
-                state.step,
+                state.step + 1,
                 AdamState {
                     param: &mut param.value,
                     exp_avg: &mut state.exp_avg,
@@ -204,8 +210,27 @@ impl Moments {
                 &grad,
                 None,
             )?;
+            state.step += 1;
         }
         Ok(MirrorWritten::No)
+    }
+
+    /// Advances every parameter's step count by one without touching the device: what a
+    /// replayed training step did (its graph ran the one-launch arena step this optimizer
+    /// recorded when it was captured). Errors unless the counts are uniform and every parameter
+    /// has state (as after a captured arena step).
+    pub fn note_replayed_step(&mut self, op: &'static str, params: &Params) -> Result<()> {
+        let ids: Vec<ParamId> = params.ids().collect();
+        if self.uniform_step(params, &ids).is_none() || self.states.len() != ids.len() {
+            return Err(Error::arg(
+                op,
+                "a replayed step must be the one-launch arena step of resident parameters",
+            ));
+        }
+        for state in self.states.values_mut() {
+            state.step += 1;
+        }
+        Ok(())
     }
 
     /// The step count every parameter shares, when the parameters are resident, every one of

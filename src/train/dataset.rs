@@ -72,8 +72,15 @@ pub fn build(cfg: &DataConfig) -> Result<SudokuData> {
         }
     };
     let available = puzzles.len();
+    // "All that remain" counts distinct questions: the split drops duplicates first, so counting
+    // rows would leave fewer than `train_puzzles` for training (the bundled set has 131).
+    let distinct = puzzles
+        .iter()
+        .map(|p| &p.question)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let test_count = match cfg.test_puzzles {
-        0 => available.saturating_sub(cfg.train_puzzles),
+        0 => distinct.saturating_sub(cfg.train_puzzles),
         n => n,
     };
     if cfg.train_puzzles + test_count > available || test_count == 0 {

@@ -5,7 +5,9 @@
 
 use crate::data::sudoku::{encode_batch, Puzzle};
 use crate::error::Result;
-use crate::models::{act_step, Batch, Carry, Halting, Probe, Reasoner, SequenceScores};
+use crate::models::reasoner::check_token_range;
+use crate::models::{act_step, Batch, Carry, Halting, Probe, Reasoner};
+use crate::ops::act::{self, EvalDepth, HaltRule};
 use crate::params::Params;
 use crate::tape::{Compute, Tape};
 use crate::tensor::Tensor;
@@ -66,18 +68,30 @@ pub fn evaluate(
 ) -> Result<(EvalReport, Vec<Prediction>)> {
     let cfg = model.config();
     let steps = cfg.halt_max_steps;
-    let mut exact = vec![0usize; steps];
-    let mut tokens_right = vec![0usize; steps];
-    let mut tokens_total = 0usize;
+    let rule = HaltRule {
+        max_steps: steps,
+        train: false,
+        halt_only: cfg.no_ACT_continue,
+        exploration_prob: cfg.halt_exploration_prob,
+    };
+    // Everything a depth records stays where the compute keeps values; the host reads each
+    // batch's predictions, halting steps and correctness once, and the record at the end.
+    let len = act::eval_record_len(steps);
+    let mut record = compute.place(&Tensor::from_vec(vec![0i32; len], [len])?)?;
     let mut halt_histogram = vec![0usize; steps];
-    let mut q_agree = 0usize;
     let mut predictions = Vec::with_capacity(puzzles.len());
     for chunk in puzzles.chunks(batch_size.max(1)) {
+        let b = chunk.len();
         let (inputs, labels) = encode_batch(chunk)?;
-        let ids = Tensor::from_vec(vec![0i32; chunk.len()], [chunk.len()])?;
-        let batch = Batch::new(inputs, labels, ids)?;
+        check_token_range(&inputs, cfg.vocab_size)?;
+        let place = |t: Tensor| compute.place(&t);
+        let batch = Batch::new(
+            place(inputs)?,
+            place(labels)?,
+            place(Tensor::from_vec(vec![0i32; b], [b])?)?,
+        )?;
         let mut carry = Carry::initial(model, &batch)?;
-        let mut halt_step = vec![None; chunk.len()];
+        let mut halt_step = place(Tensor::from_vec(vec![0i32; b], [b])?)?;
         let mut last = None;
         for k in 0..steps {
             let tape = Tape::with_compute(compute.clone());
@@ -92,41 +106,55 @@ pub fn evaluate(
                     &Probe::off(),
                 )
             })?;
-            let scores = SequenceScores::new(&tape, &step.output.logits, &batch.labels)?;
-            let right = scores.seq_correct();
-            exact[k] += right.iter().filter(|&&r| r).count();
-            tokens_right[k] += scores.correct.iter().sum::<usize>();
-            let q_halt = step.output.q_halt.value().to_host()?.to_vec_f32()?;
-            let q_cont = step.output.q_continue.value().to_host()?.to_vec_f32()?;
-            for (i, slot) in halt_step.iter_mut().enumerate() {
-                let fires = cfg.q_head_halts(q_halt[i], q_cont[i]);
-                if slot.is_none() && (fires || k + 1 == steps) {
-                    *slot = Some(k + 1);
-                }
-            }
-            if k + 1 == steps {
-                q_agree += (0..chunk.len())
-                    .filter(|&i| (q_halt[i] >= 0.0) == right[i])
-                    .count();
-                tokens_total += scores.valid.iter().sum::<usize>();
-                last = Some((scores, right));
-            }
+            let out = &step.output;
+            let preds = tape.argmax(&out.logits, -1)?;
+            let scores = act::score(
+                compute,
+                &preds,
+                &batch.labels,
+                out.q_halt.value(),
+                &step.carry.halted,
+                &step.carry.steps,
+            )?;
+            let depth = EvalDepth {
+                valid: &scores.valid,
+                correct: &scores.correct,
+                q_halt: out.q_halt.value(),
+                q_continue: out.q_continue.value(),
+                prev_halt_step: &halt_step,
+                prev_record: &record,
+            };
+            (halt_step, record) = act::eval_depth(compute, depth, k, rule)?;
+            last = Some((preds, scores.seq_correct));
             carry = step.carry;
         }
-        let (scores, right) = last.expect("halt_max_steps >= 1");
-        let preds = scores.preds.i32_data("evaluate")?;
+        let (preds, right) = last.expect("halt_max_steps >= 1");
+        let preds = preds.to_host()?.to_vec_i32()?;
+        let right = right.to_host()?.to_vec_f32()?;
+        let halt_step = halt_step.to_host()?.to_vec_i32()?;
         let width = batch.seq_len();
-        for (i, (row, &ok)) in preds.chunks(width).zip(&right).enumerate() {
-            let h = halt_step[i].expect("every slot halts by the last step");
+        for ((row, &ok), &h) in preds.chunks(width).zip(&right).zip(&halt_step) {
+            // Set by the last depth at the latest; clamped only for a backend that computes
+            // nothing (the trace reads back zeros), so a profile of evaluation cannot panic.
+            let h = (h.max(1) as usize).min(halt_histogram.len());
             halt_histogram[h - 1] += 1;
             predictions.push(Prediction {
                 tokens: row.to_vec(),
                 halt_step: h,
-                correct: ok,
+                correct: ok != 0.0,
             });
         }
         on_batch(predictions.len());
     }
+    let record: Vec<usize> = record
+        .to_host()?
+        .to_vec_i32()?
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    let exact: Vec<usize> = (0..steps).map(|k| record[2 * k]).collect();
+    let tokens_right: Vec<usize> = (0..steps).map(|k| record[2 * k + 1]).collect();
+    let (q_agree, tokens_total) = (record[2 * steps], record[2 * steps + 1]);
     let n = puzzles.len().max(1) as f64;
     Ok((
         EvalReport {

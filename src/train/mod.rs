@@ -6,10 +6,12 @@ pub mod config;
 pub mod dataset;
 pub mod evaluate;
 pub mod example_stream;
+pub mod graph_mode;
 pub mod model_file;
 pub mod plots;
 pub mod run_state;
 pub mod step_inputs;
+pub(crate) mod step_state;
 pub mod trainer;
 
 pub use config::{DataConfig, DataSource, RunConfig, TrainConfig};

@@ -41,8 +41,9 @@ fn take_prefixed(map: &BTreeMap<String, Tensor>, prefix: &str) -> BTreeMap<Strin
         .collect()
 }
 
-fn flags_to_tensor(flags: impl Iterator<Item = i32>) -> Result<Tensor> {
-    let v: Vec<i32> = flags.collect();
+/// The carry's per-slot steps or halted flags as a stored tensor gives them: i32 `[B]`.
+fn flags(stored: Tensor) -> Result<Tensor> {
+    let v = stored.to_vec_i32()?;
     let n = v.len();
     Tensor::from_vec(v, [n])
 }
@@ -64,19 +65,14 @@ impl Trainer {
             tensors.insert("puzzle_emb.weights".into(), table.clone());
         }
         if let Some(c) = &self.carry {
-            tensors.insert("carry.z_H".into(), c.z_h.clone());
-            tensors.insert("carry.z_L".into(), c.z_l.clone());
-            tensors.insert(
-                "carry.steps".into(),
-                flags_to_tensor(c.steps.iter().map(|&s| s as i32))?,
-            );
-            tensors.insert(
-                "carry.halted".into(),
-                flags_to_tensor(c.halted.iter().map(|&h| h as i32))?,
-            );
-            tensors.insert("carry.inputs".into(), c.data.inputs.clone());
-            tensors.insert("carry.labels".into(), c.data.labels.clone());
-            tensors.insert("carry.puzzle_ids".into(), c.data.puzzle_ids.clone());
+            // The carry may live on the device: saving is where it comes back.
+            tensors.insert("carry.z_H".into(), c.z_h.to_host()?);
+            tensors.insert("carry.z_L".into(), c.z_l.to_host()?);
+            tensors.insert("carry.steps".into(), c.steps.to_host()?);
+            tensors.insert("carry.halted".into(), c.halted.to_host()?);
+            tensors.insert("carry.inputs".into(), c.data.inputs.to_host()?);
+            tensors.insert("carry.labels".into(), c.data.labels.to_host()?);
+            tensors.insert("carry.puzzle_ids".into(), c.data.puzzle_ids.to_host()?);
         }
         let counters = Counters {
             step: self.step,
@@ -129,16 +125,8 @@ impl Trainer {
                 Some(Carry {
                     z_h: z_h.clone(),
                     z_l: get("carry.z_L")?,
-                    steps: get("carry.steps")?
-                        .to_vec_i32()?
-                        .iter()
-                        .map(|&s| s as u32)
-                        .collect(),
-                    halted: get("carry.halted")?
-                        .to_vec_i32()?
-                        .iter()
-                        .map(|&h| h != 0)
-                        .collect(),
+                    steps: flags(get("carry.steps")?)?,
+                    halted: flags(get("carry.halted")?)?,
                     data: Batch::new(
                         get("carry.inputs")?,
                         get("carry.labels")?,
@@ -168,6 +156,10 @@ impl Trainer {
             counters.stream,
         );
         self.elapsed_before_s = counters.elapsed_s;
+        // The next step starts afresh from the loaded carry: eagerly, into new fixed state, and
+        // is captured again after it.
+        self.graph = None;
+        self.step_state = None;
         // The loaded values are host tensors: back into the device arenas.
         self.make_resident()
     }

@@ -5,6 +5,7 @@
 //! Parallelism: rayon over rows or batch items, only when the work is large enough that thread
 //! start-up does not dominate.
 
+pub mod act;
 pub mod activation;
 pub mod attention;
 pub mod elementwise;

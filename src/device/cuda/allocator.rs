@@ -110,6 +110,23 @@ impl CachingAllocator {
         Ok(self.block(slice, true))
     }
 
+    /// A cached block of at least `bytes` bytes, or `None` when the pool has none of that size
+    /// class (or in exact mode). Never calls the driver: what a graph capture may allocate, since
+    /// `cuMemAlloc` cannot be captured.
+    pub fn allocate_cached(self: &Arc<Self>, bytes: usize) -> Option<PooledBlock> {
+        if self.exact {
+            return None;
+        }
+        let class = size_class(bytes);
+        let slice = {
+            let mut free = self.free.lock().expect("allocator lock");
+            let slice = free.by_class.get_mut(&class).and_then(Vec::pop)?;
+            free.cached_bytes -= class;
+            slice
+        };
+        Some(self.block(slice, true))
+    }
+
     fn block(self: &Arc<Self>, slice: CudaSlice<u8>, recycle: bool) -> PooledBlock {
         // With event tracking off, the returned guard records nothing.
         let device_ptr = slice.device_ptr(&self.stream).0;

@@ -23,7 +23,9 @@
 //!   A residual could be cuBLASLt's `β·C` term but is not wired: the selection rule keeps every
 //!   fused epilogue on our kernel (docs/kernels.md).
 
+use super::graph::{keep_buffers_alive, KeptAlive};
 use super::{libraries, Cuda};
+use crate::device::graph::CaptureSession;
 use crate::device::{DeviceBuffer, DeviceTensor, KernelBackend};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -167,6 +169,8 @@ pub struct CublasLt {
     workspace: DeviceBuffer,
     workspace_ptr: u64,
     library: &'static CublasLtLibrary,
+    /// The backend's capture state: a captured matmul keeps its buffers alive in the graph.
+    capture: Arc<CaptureSession<KeptAlive>>,
     /// Every use of `handle` and of a plan happens under this lock, which is what makes sharing
     /// a `CublasLt` between threads sound.
     plans: Mutex<HashMap<PlanKey, Plan>>,
@@ -203,6 +207,7 @@ impl CublasLt {
             workspace,
             workspace_ptr,
             library,
+            capture: cuda.capture.clone(),
             plans: Mutex::new(HashMap::new()),
         })
     }
@@ -277,7 +282,7 @@ impl CublasLt {
             )
         }
         .map_err(|e| {
-            status(
+            let err = status(
                 &format!(
                     "cublasLtMatmul (bf16 [{}, {}] x [{}, {}]ᵀ -> {})",
                     dims.m,
@@ -287,8 +292,14 @@ impl CublasLt {
                     key.out.name()
                 ),
                 e,
-            )
-        })
+            );
+            self.capture.invalidate(err)
+        })?;
+        // A graph capturing this matmul froze these addresses: it keeps the buffers alive.
+        let mut used = vec![&x.buf, &w.buf, &y.buf];
+        used.extend(bias.map(|b| &b.buf));
+        keep_buffers_alive(&self.capture, &used);
+        Ok(())
     }
 }
 

@@ -9,12 +9,15 @@
 //!   `kernels::expand_includes(file)` on first use of a file and cached in memory and on disk
 //!   (`image_cache`), then looked up by name (`modules`).
 //! - Nothing in `alloc` (once warm) or `launch` reads back from the device, so a whole training
-//!   step can be captured as a CUDA graph.
+//!   step can be captured as a CUDA graph (`graph`; pinned staging and events: `staging`). While
+//!   capturing, `alloc` is refused before the caching allocator is reached, so the pool never
+//!   calls `cuMemAlloc` inside a capture.
 //!
 //! NVRTC is found through `RECUR_NVRTC_DIR` or the loader's default search (`libraries`).
 
 pub mod allocator;
 pub mod cublaslt;
+pub(crate) mod graph;
 pub mod image_cache;
 pub mod kernel_report;
 pub mod launch;
@@ -22,11 +25,15 @@ pub mod libraries;
 pub mod modules;
 pub mod nvrtc;
 pub mod resources;
+mod staging;
 
 use crate::device::backend::{DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use crate::device::graph::{CaptureSession, Graph};
+use crate::device::staging::{Event, Staging};
 use crate::error::{Error, Result};
 use allocator::{CachingAllocator, PooledBlock};
 use cudarc::driver::{result as driver, sys, CudaContext, CudaStream};
+use graph::KeptAlive;
 use modules::KernelRegistry;
 use std::sync::Arc;
 
@@ -105,6 +112,9 @@ pub struct Cuda {
     stream: Arc<CudaStream>,
     allocator: Arc<CachingAllocator>,
     kernels: KernelRegistry,
+    /// The graph capture in progress on `stream`, if any, and what it keeps alive (shared with
+    /// `CublasLt`, whose matmuls on this stream are captured too).
+    capture: Arc<CaptureSession<KeptAlive>>,
 }
 
 impl Cuda {
@@ -127,6 +137,7 @@ impl Cuda {
             arch,
             ctx,
             stream,
+            capture: Arc::new(CaptureSession::new("cuda")),
         })
     }
 
@@ -160,11 +171,24 @@ impl KernelBackend for Cuda {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        // While capturing, only the caching pool may serve (the driver's allocation is not
+        // capturable); the eager step before a capture leaves the step's blocks there, and the
+        // graph then keeps the blocks it froze.
+        if self.capture.is_capturing() {
+            return match self.allocator.allocate_cached(bytes) {
+                Some(block) => Ok(DeviceBuffer::new(bytes, Box::new(block))),
+                None => self
+                    .capture
+                    .refuse_alloc(bytes)
+                    .map(|()| unreachable!("refused")),
+            };
+        }
         let block = self.allocator.allocate(bytes)?;
         Ok(DeviceBuffer::new(bytes, Box::new(block)))
     }
 
     fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        self.capture.refuse_upload(bytes.len())?;
         let buf = self.alloc(bytes.len())?;
         if !bytes.is_empty() {
             let dst = self.address(&buf)?;
@@ -177,6 +201,7 @@ impl KernelBackend for Cuda {
     }
 
     fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
+        self.capture.refuse_download(buf.len_bytes())?;
         let mut host = vec![0u8; buf.len_bytes()];
         if !host.is_empty() {
             let src = self.address(buf)?;
@@ -191,37 +216,52 @@ impl KernelBackend for Cuda {
     }
 
     fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
-        if buf.len_bytes() == 0 {
-            return Ok(());
-        }
-        let dst = self.address(buf)?;
-        // Safety: the view's bytes lie inside its live allocation.
-        let set =
-            unsafe { driver::memset_d8_async(dst, byte, buf.len_bytes(), self.stream.cu_stream()) };
-        self.driver_call("setting device memory", set)
+        self.stream_op(|| {
+            if buf.len_bytes() == 0 {
+                return Ok(());
+            }
+            let dst = self.address(buf)?;
+            // Safety: the view's bytes lie inside its live allocation.
+            let set = unsafe {
+                driver::memset_d8_async(dst, byte, buf.len_bytes(), self.stream.cu_stream())
+            };
+            self.driver_call("setting device memory", set)?;
+            self.keep_alive(KeptAlive::Buffer(buf.clone()));
+            Ok(())
+        })
     }
 
     fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
-        crate::device::backend::expect_same_length("cuda copy", dst, src)?;
-        if src.len_bytes() == 0 {
-            return Ok(());
-        }
-        let (to, from) = (self.address(dst)?, self.address(src)?);
-        // Safety: both views lie inside live allocations of `len_bytes` bytes.
-        let copied = unsafe {
-            driver::memcpy_dtod_async(to, from, src.len_bytes(), self.stream.cu_stream())
-        };
-        self.driver_call("copying on the device", copied)
+        self.stream_op(|| {
+            crate::device::backend::expect_same_length("cuda copy", dst, src)?;
+            if src.len_bytes() == 0 {
+                return Ok(());
+            }
+            let (to, from) = (self.address(dst)?, self.address(src)?);
+            // Safety: both views lie inside live allocations of `len_bytes` bytes.
+            let copied = unsafe {
+                driver::memcpy_dtod_async(to, from, src.len_bytes(), self.stream.cu_stream())
+            };
+            self.driver_call("copying on the device", copied)?;
+            self.keep_alive(KeptAlive::Buffer(dst.clone()));
+            self.keep_alive(KeptAlive::Buffer(src.clone()));
+            Ok(())
+        })
     }
 
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
-        launch::check_config(name, &cfg)?;
-        let params = launch::param_values(name, args)?;
-        let function = self.kernels.kernel(name, cfg.shared_mem_bytes)?;
-        launch::enqueue(&self.stream, name, &function, &cfg, &params)
+        self.stream_op(|| {
+            launch::check_config(name, &cfg)?;
+            let params = launch::param_values(name, args)?;
+            let function = self.kernels.kernel(name, cfg.shared_mem_bytes)?;
+            launch::enqueue(&self.stream, name, &function, &cfg, &params)?;
+            self.keep_args_alive(args);
+            Ok(())
+        })
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.capture.refuse_wait("synchronize")?;
         let done = self.stream.synchronize();
         self.driver_call("waiting for the stream", done)
     }
@@ -229,6 +269,7 @@ impl KernelBackend for Cuda {
     /// Device time between two events around `work`, which is what kernels cost without the
     /// host's launch overhead and timer noise.
     fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.capture.refuse_wait("time_ms")?;
         let timed_event = || {
             let event = self
                 .ctx
@@ -242,5 +283,27 @@ impl KernelBackend for Cuda {
         self.driver_call("waiting for an event", stop.synchronize())?;
         let elapsed = start.elapsed_ms(&stop);
         Ok(self.driver_call("reading an event", elapsed)? as f64)
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        self.begin_stream_capture()
+    }
+    fn end_capture(&self) -> Result<Graph> {
+        self.end_stream_capture()
+    }
+    fn replay(&self, graph: &Graph) -> Result<()> {
+        self.launch_graph(graph)
+    }
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        self.alloc_pinned_staging(bytes)
+    }
+    fn upload_staged(&self, dst: &mut DeviceBuffer, src: &Staging) -> Result<()> {
+        self.stream_op(|| self.copy_from_staging(dst, src))
+    }
+    fn record_event(&self) -> Result<Event> {
+        self.record_stream_event()
+    }
+    fn wait_event(&self, event: &Event) -> Result<()> {
+        self.wait_stream_event(event)
     }
 }

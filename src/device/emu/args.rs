@@ -19,7 +19,9 @@ union Value {
 }
 
 /// The values of a launch's arguments and their sizes, which the shim checks against the
-/// kernel's parameter list.
+/// kernel's parameter list. A clone holds the same values: a captured launch keeps one, frozen
+/// as a CUDA graph's kernel node freezes its parameters (`capture`).
+#[derive(Clone)]
 pub(crate) struct Marshalled {
     values: Vec<Value>,
     sizes: Vec<usize>,

@@ -9,26 +9,58 @@
 //! `docs/emu.md`.
 
 mod args;
+mod capture;
 mod ffi;
 mod memory;
 
-use crate::device::backend::{
-    expect_same_length, DeviceBuffer, KernelArg, KernelBackend, LaunchConfig,
-};
+use crate::device::backend::{wall_clock_ms, DeviceBuffer, KernelArg, KernelBackend, LaunchConfig};
+use crate::device::graph::{CaptureSession, Graph};
+use crate::device::staging::{Event, Staging};
 use crate::error::{Error, Result};
+use capture::{EmuGraph, Node};
 use memory::HostMemory;
+use std::fmt;
 
 include!(concat!(env!("OUT_DIR"), "/emu_build.rs"));
 
-/// The CPU emulator backend. Stateless: every launch is self-contained, so it is cheap to create
-/// and can be shared between threads.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Emu;
+/// The CPU emulator backend. Its only state is its graph capture: every launch is otherwise
+/// self-contained, so it is cheap to create and can be shared between threads.
+pub struct Emu {
+    capture: CaptureSession<Node>,
+}
+
+/// Caps Emu's worker threads for the whole process (see `Emu::set_max_workers`): set it to 1 in
+/// a run that must repeat bit for bit (`recur train --device emu` twice, `--graph on` against
+/// `--graph off`).
+pub const EMU_WORKERS_VAR: &str = "RECUR_EMU_WORKERS";
+
+impl Default for Emu {
+    fn default() -> Emu {
+        static FROM_ENV: std::sync::Once = std::sync::Once::new();
+        FROM_ENV.call_once(|| {
+            if let Some(n) = std::env::var(EMU_WORKERS_VAR)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+            {
+                Emu::set_max_workers(n);
+            }
+        });
+        Emu {
+            capture: CaptureSession::new("emu"),
+        }
+    }
+}
+
+impl fmt::Debug for Emu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Emu({})", Emu::mode())
+    }
+}
 
 impl Emu {
     /// Always succeeds: the kernels are linked into the binary.
     pub fn new() -> Result<Emu> {
-        Ok(Emu)
+        Ok(Emu::default())
     }
 
     /// `"fibers"` (the default) or `"threads"` (the `emu-threads` feature).
@@ -60,7 +92,37 @@ impl Emu {
         buf.handle::<HostMemory>()
             .ok_or_else(|| Error::arg("emu", "buffer belongs to another backend"))
     }
+
+    /// Runs `node` now, or records it while capturing. A node that cannot be built (a foreign
+    /// buffer, mismatched lengths) invalidates a capture in progress, as it would fail a GPU's.
+    fn submit(&self, node: Result<Node>) -> Result<()> {
+        let node = node.map_err(|e| self.capture.invalidate(e))?;
+        match self.capture.record(node) {
+            Some(node) => node.run(),
+            None => Ok(()),
+        }
+    }
 }
+
+/// Runs kernel `name` to completion on the shim; an unknown name's error lists the kernel files
+/// that failed to compile for the CPU, the likely reason.
+fn launch_now(name: &str, cfg: LaunchConfig, args: &mut args::Marshalled) -> Result<()> {
+    ffi::launch(name, cfg, args).map_err(|msg| {
+        let mut msg = format!("{name}: {msg}");
+        if msg.contains("no kernel named") && !EMU_EXCLUDED.is_empty() {
+            let files: Vec<&str> = EMU_EXCLUDED.iter().map(|(f, _)| *f).collect();
+            msg.push_str(&format!(
+                " (these kernel files failed to compile for the CPU and are left out: {}; \
+                 Emu::excluded_files() has the compiler errors)",
+                files.join(", ")
+            ));
+        }
+        Error::device("emu", msg)
+    })
+}
+
+/// Emu's `Event`: its stream work is synchronous, so an event has always passed.
+struct PassedEvent;
 
 impl KernelBackend for Emu {
     fn name(&self) -> String {
@@ -68,6 +130,8 @@ impl KernelBackend for Emu {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
+        // Allowed while capturing, as a GPU allows what its caching pool serves: the nodes that
+        // use the buffer keep it alive, so replays write the same memory.
         Ok(DeviceBuffer::new(
             bytes,
             Box::new(HostMemory::poisoned(bytes)),
@@ -75,6 +139,7 @@ impl KernelBackend for Emu {
     }
 
     fn upload(&self, bytes: &[u8]) -> Result<DeviceBuffer> {
+        self.capture.refuse_upload(bytes.len())?;
         Ok(DeviceBuffer::new(
             bytes.len(),
             Box::new(HostMemory::from_bytes(bytes)),
@@ -82,41 +147,75 @@ impl KernelBackend for Emu {
     }
 
     fn download(&self, buf: &DeviceBuffer) -> Result<Vec<u8>> {
+        self.capture.refuse_download(buf.len_bytes())?;
         Ok(Emu::memory(buf)?.read(buf.offset_bytes(), buf.len_bytes()))
     }
 
     fn launch(&self, name: &str, cfg: LaunchConfig, args: &mut [KernelArg<'_>]) -> Result<()> {
-        let mut marshalled = args::Marshalled::new(args)?;
-        ffi::launch(name, cfg, &mut marshalled).map_err(|msg| {
-            let mut msg = format!("{name}: {msg}");
-            if msg.contains("no kernel named") && !EMU_EXCLUDED.is_empty() {
-                let files: Vec<&str> = EMU_EXCLUDED.iter().map(|(f, _)| *f).collect();
-                msg.push_str(&format!(
-                    " (these kernel files failed to compile for the CPU and are left out: {}; \
-                     Emu::excluded_files() has the compiler errors)",
-                    files.join(", ")
-                ));
-            }
-            Error::device("emu", msg)
-        })
+        self.submit(Node::launch(name, cfg, args))
     }
 
     fn synchronize(&self) -> Result<()> {
-        Ok(()) // launches run to completion before they return
+        // Launches run to completion before they return, so there is nothing to wait for; but a
+        // captured step must not synchronise on a GPU, so it must not here either.
+        self.capture.refuse_wait("synchronize")
     }
 
     fn memset(&self, buf: &mut DeviceBuffer, byte: u8) -> Result<()> {
-        let mem = Emu::memory(buf)?;
-        // SAFETY: launches run to completion before they return, so none is running now.
-        unsafe { mem.fill(buf.offset_bytes(), buf.len_bytes(), byte) };
-        Ok(())
+        self.submit(Node::memset(buf, byte))
     }
 
     fn copy(&self, dst: &mut DeviceBuffer, src: &DeviceBuffer) -> Result<()> {
-        expect_same_length("emu copy", dst, src)?;
-        let bytes = Emu::memory(src)?.read(src.offset_bytes(), src.len_bytes());
-        // SAFETY: as in `memset`.
-        unsafe { Emu::memory(dst)?.write(dst.offset_bytes(), &bytes) };
-        Ok(())
+        self.submit(Node::copy(dst, src))
+    }
+
+    fn time_ms(&self, work: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        self.capture.refuse_wait("time_ms")?;
+        wall_clock_ms(self, work)
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        self.capture.begin()
+    }
+
+    fn end_capture(&self) -> Result<Graph> {
+        let nodes = self.capture.end()?;
+        Ok(Graph::new(Box::new(EmuGraph { nodes })))
+    }
+
+    fn replay(&self, graph: &Graph) -> Result<()> {
+        self.capture.refuse_in_graph("replay")?;
+        graph
+            .handle::<EmuGraph>()
+            .ok_or_else(|| Error::arg("emu replay", "graph captured by another backend"))?
+            .replay()
+    }
+
+    fn alloc_staging(&self, bytes: usize) -> Result<Staging> {
+        // Staging is host memory, not device memory, so it may be allocated at any time; but a
+        // captured step allocating anything is a bug on a GPU (cuMemHostAlloc is not capturable).
+        self.capture.refuse_alloc(bytes)?;
+        let memory = HostMemory::poisoned(bytes);
+        let ptr = memory.device_ptr(0);
+        // SAFETY: `ptr` is the start of `memory`'s `bytes` bytes, a boxed slice whose address does
+        // not change when the `HostMemory` moves into the box; only the staging touches it.
+        Ok(unsafe { Staging::new(ptr, bytes, Box::new(memory)) })
+    }
+
+    fn upload_staged(&self, dst: &mut DeviceBuffer, src: &Staging) -> Result<()> {
+        self.submit(Node::staged_upload(dst, src))
+    }
+
+    fn record_event(&self) -> Result<Event> {
+        self.capture.refuse_in_graph("record_event")?;
+        Ok(Event::new(Box::new(PassedEvent)))
+    }
+
+    fn wait_event(&self, event: &Event) -> Result<()> {
+        self.capture.refuse_wait("wait_event")?;
+        event
+            .handle::<PassedEvent>()
+            .map(|_| ())
+            .ok_or_else(|| Error::arg("emu wait_event", "event of another backend"))
     }
 }
