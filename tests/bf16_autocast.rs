@@ -225,8 +225,9 @@ fn trainer_on(cfg: RunConfig, compute: Compute) -> Trainer {
     Trainer::new(cfg, data, compute).unwrap()
 }
 
-/// Three whole bf16 training steps of TRM and HRM with the state resident on the kernels
-/// against the CPU bf16 trainer: the mirror lives in the arena and equals the rounded master,
+/// Three whole bf16 training steps of TRM and HRM with the state resident on the kernels (the
+/// second captured as a graph, the third its replay) against the CPU bf16 trainer: the mirror
+/// lives in the arena and equals the rounded master,
 /// every loss agrees within 1e-2, and every live weight within 1e-2 (not the Q head, whose
 /// official zero init makes its first AdamATan2 steps follow the sign of gradients that are zero
 /// up to rounding, as `tests/train.rs` explains).
@@ -249,6 +250,11 @@ fn check_bf16_trainer_matches_cpu(dev: &Arc<Counting>) {
                 a.loss
             );
         }
+        // Step 2 was captured and step 3 replayed it: the replayed Adam launch wrote the mirror.
+        assert!(
+            kernels.is_replaying(),
+            "{preset}: the bf16 step replays as a graph"
+        );
         assert_mirror_is_master_rounded(&kernels.params, 3);
         assert_mirror_is_master_rounded(&cpu.params, 3);
         for (a, b) in cpu.params.iter().zip(kernels.params.iter()) {
