@@ -53,6 +53,14 @@ __device__ void scale_fwd_impl(const T* __restrict__ a, T* __restrict__ y, long 
 #define SCALE_PARAMS(T) (const T* __restrict__ a, T* __restrict__ y, long long n, float s)
 STAMP_F32_BF16(scale_fwd, ELEMENTWISE_THREADS, SCALE_PARAMS, (a, y, n, s))
 
+// acc += g, an f32 accumulator and a bf16 addend widened exactly: the bf16 gradient of a weight's
+// mirror added into the f32 master gradient in one launch (a cast then an f32 add, fused; the sum
+// is the same f32 addition, so the result is bit-identical to the two launches it replaces).
+extern "C" __global__ void __launch_bounds__(ELEMENTWISE_THREADS)
+accumulate_f32_bf16(float* __restrict__ acc, const bf16* __restrict__ g, long long n) {
+    for (long long i = global_thread_index(); i < n; i += grid_stride()) acc[i] = acc[i] + load_f32(g, i);
+}
+
 // y = x converted between storage types (f32 → bf16 rounds to nearest even, as the reference's
 // `Tensor::to_dtype` does; bf16 → f32 is exact). Named by the input's storage type.
 extern "C" __global__ void __launch_bounds__(ELEMENTWISE_THREADS)

@@ -42,7 +42,8 @@ struct OperandChunks {
 };
 
 // Eight bf16 at p[0..8) of which the first `valid` (0..8) are in the matrix, the rest zero. Rows
-// whose start is 16-byte aligned (K % 8 == 0) and full chunks take one 16-byte load.
+// whose start is 16-byte aligned (K % 8 == 0 and a 16-byte aligned matrix) and full chunks take
+// one 16-byte load.
 __device__ __forceinline__ uint4 load_chunk(const bf16* p, int valid, bool aligned) {
     if (aligned && valid == 8) return *reinterpret_cast<const uint4*>(p);
     unsigned words[4] = {0u, 0u, 0u, 0u};
@@ -57,7 +58,9 @@ __device__ __forceinline__ uint4 load_chunk(const bf16* p, int valid, bool align
 template <typename RowOf>
 __device__ __forceinline__ void fetch_tile(OperandChunks& regs, const bf16* matrix, RowOf row_of, int k0,
                                            int k) {
-    const bool aligned = (k % 8) == 0;
+    // A view into a larger buffer (a parameter of an arena) may start anywhere: its rows are
+    // loaded element by element unless the matrix itself is 16-byte aligned.
+    const bool aligned = (k % 8) == 0 && (reinterpret_cast<unsigned long long>(matrix) % 16) == 0;
     #pragma unroll
     for (int i = 0; i < GEMM_BF16_CHUNKS_PER_THREAD; ++i) {
         const int c = threadIdx.x + i * GEMM_BF16_THREADS;
@@ -118,8 +121,8 @@ __device__ __forceinline__ void multiply_tiles(float (&acc)[2][4][4], const bf16
 }
 
 // Stores two adjacent outputs y[i, j], y[i, j + 1]; `both` when j + 1 is in the matrix too.
-// `paired` (an even row length) makes the pair's address 4 (bf16) or 8 (f32) bytes aligned, so it
-// is one store.
+// `paired` (an even row length and an output aligned to a pair) makes the pair's address 4 (bf16)
+// or 8 (f32) bytes aligned, so it is one store.
 __device__ __forceinline__ void store_pair(bf16* y, long long idx, float v0, float v1, bool both, bool paired) {
     if (both && paired) {
         *reinterpret_cast<unsigned*>(y + idx) = (unsigned)float_to_bf16(v0) | (unsigned)float_to_bf16(v1) << 16;
@@ -194,7 +197,7 @@ __device__ void gemm_bf16_impl(const bf16* x, const bf16* w, const bf16* bias, c
     // acc[mi][j][e] sits at row g (+ 8 for e ≥ 2) of m16 tile mi, tile column 2t + (e & 1) of n8
     // tile j. SwiGLU pairs n8 tile j (gate) with j + 2 (up); the plain GEMM stores all four.
     const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const bool paired = (n % 2) == 0;
+    const bool paired = (n % 2) == 0 && (reinterpret_cast<unsigned long long>(y) % (2 * sizeof(OutT))) == 0;
     constexpr int n8_tiles_stored = swiglu ? 2 : 4;
     #pragma unroll
     for (int mi = 0; mi < 2; ++mi) {

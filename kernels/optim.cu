@@ -31,10 +31,12 @@ __device__ __forceinline__ float lerp_fma(float a, float b, float w) {
 // One Adam step per element:
 //   p ← p·wd_alpha;  m ← lerp(m, g, 1−β1);  v ← lerp(v, g², 1−β2)
 //   p ← p − step_size · direction(m, √v / bias_correction2_sqrt)
-// with direction atan2(m, d) (AdamATan2, no ε) or m / (d + ε) (AdamW).
+// with direction atan2(m, d) (AdamATan2, no ε) or m / (d + ε) (AdamW). A non-null `mirror` gets
+// the new p rounded to bf16 (the bf16 forward's copy of the weights, refreshed as they are
+// written: no second pass over the arena); the f32 arithmetic is the same either way.
 template <typename G, bool ATAN2>
 __device__ void adam_step_impl(float* param, const G* grad, float* exp_avg, float* exp_avg_sq,
-                               long long n, const float* scalars) {
+                               long long n, const float* scalars, bf16* mirror) {
     const float step_size = scalars[ADAM_STEP_SIZE];
     const float wd_alpha = scalars[ADAM_WD_ALPHA];
     const float one_minus_beta1 = scalars[ADAM_ONE_MINUS_BETA1];
@@ -50,30 +52,32 @@ __device__ void adam_step_impl(float* param, const G* grad, float* exp_avg, floa
         const float direction = ATAN2 ? atan2f(m, denom) : m / (denom + eps);
         exp_avg[i] = m;
         exp_avg_sq[i] = v;
-        param[i] = decayed - __fmul_rn(step_size, direction);
+        const float updated = decayed - __fmul_rn(step_size, direction);
+        param[i] = updated;
+        if (mirror) mirror[i] = float_to_bf16(updated);
     }
 }
 
 extern "C" __global__ void __launch_bounds__(OPTIM_THREADS)
     adam_atan2_step_f32(float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
-                        long long n, const float* scalars) {
-    adam_step_impl<float, true>(param, grad, exp_avg, exp_avg_sq, n, scalars);
+                        long long n, const float* scalars, bf16* mirror) {
+    adam_step_impl<float, true>(param, grad, exp_avg, exp_avg_sq, n, scalars, mirror);
 }
 extern "C" __global__ void __launch_bounds__(OPTIM_THREADS)
     adam_atan2_step_bf16(float* param, const bf16* grad, float* exp_avg, float* exp_avg_sq,
-                         long long n, const float* scalars) {
-    adam_step_impl<bf16, true>(param, grad, exp_avg, exp_avg_sq, n, scalars);
+                         long long n, const float* scalars, bf16* mirror) {
+    adam_step_impl<bf16, true>(param, grad, exp_avg, exp_avg_sq, n, scalars, mirror);
 }
 
 extern "C" __global__ void __launch_bounds__(OPTIM_THREADS)
     adamw_step_f32(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, long long n,
-                   const float* scalars) {
-    adam_step_impl<float, false>(param, grad, exp_avg, exp_avg_sq, n, scalars);
+                   const float* scalars, bf16* mirror) {
+    adam_step_impl<float, false>(param, grad, exp_avg, exp_avg_sq, n, scalars, mirror);
 }
 extern "C" __global__ void __launch_bounds__(OPTIM_THREADS)
     adamw_step_bf16(float* param, const bf16* grad, float* exp_avg, float* exp_avg_sq, long long n,
-                    const float* scalars) {
-    adam_step_impl<bf16, false>(param, grad, exp_avg, exp_avg_sq, n, scalars);
+                    const float* scalars, bf16* mirror) {
+    adam_step_impl<bf16, false>(param, grad, exp_avg, exp_avg_sq, n, scalars, mirror);
 }
 
 // shadow ← take·param + keep·shadow, with take = 1 − μ and keep = μ. μ is fixed for a run, so

@@ -13,6 +13,7 @@
 pub use crate::device::compute::Compute;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::ops::cast::cast_tensor;
 use crate::params::{ParamId, Params};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -139,7 +140,27 @@ impl Tape {
     /// A leaf bound to parameter `id` of `params`: its gradient is what `Params::accumulate`
     /// adds to that parameter.
     pub fn param(&self, params: &Params, id: ParamId) -> Var {
-        let var = self.leaf(params.value(id).clone());
+        self.bind(params.value(id).clone(), id)
+    }
+
+    /// Parameter `id` as the forward pass reads it in `dtype` (the official `CastedLinear`
+    /// casting its weight to the input's dtype): the value itself in its own dtype, else the
+    /// up-to-date mirror `Params::keep_mirror` keeps in `dtype`, else the value cast here (one
+    /// cast per binding). The gradient has `dtype`; `Params::accumulate` adds it into the f32
+    /// master gradient.
+    pub fn param_as(&self, params: &Params, id: ParamId, dtype: DType) -> Result<Var> {
+        let value = params.value(id);
+        let bound = match params.mirror(id, dtype) {
+            _ if value.dtype() == dtype => value.clone(),
+            Some(mirror) => mirror.clone(),
+            None => cast_tensor(&self.compute, value, dtype)?,
+        };
+        Ok(self.bind(bound, id))
+    }
+
+    /// A leaf holding `value` whose gradient `Params::accumulate` adds to parameter `id`.
+    fn bind(&self, value: Tensor, id: ParamId) -> Var {
+        let var = self.leaf(value);
         let index = var.slot.expect("leaf has a slot").index;
         self.state.borrow_mut().param_leaves.push((index, id));
         var

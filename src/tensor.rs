@@ -153,6 +153,15 @@ impl Tensor {
                     Err(any) => HostData::F64(*any.downcast::<Vec<f64>>().expect("f64 data")),
                 }
             }
+            // f32 results round to nearest even straight from f32, bit for bit as the kernels'
+            // `float_to_bf16`. Not through `bf16::from_f64`: it drops the low 32 bits of the f64,
+            // which hold the last 3 bits of a widened f32, so a value whose only sticky bits are
+            // there (low half 0x8001..0x8007) was taken for a tie and rounded down.
+            (DType::F32, DType::BF16) => HostData::BF16(
+                data.iter()
+                    .map(|x| bf16::from_f32(x.f64() as f32))
+                    .collect(),
+            ),
             (_, DType::BF16) => {
                 HostData::BF16(data.iter().map(|x| bf16::from_f64(x.f64())).collect())
             }

@@ -202,6 +202,34 @@ macro_rules! kernel_test {
     };
 }
 
+/// `kernel_test!` for tests that count what a backend does: the body is a function
+/// `fn(&Arc<Counting>)`, given a `device::counting::Counting` around Emu (`<name>::emu`) or around
+/// GPU 0 (`<name>::cuda`, skipped as `kernel_test!` skips).
+#[macro_export]
+macro_rules! counting_test {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn emu() {
+                let emu = std::sync::Arc::new($crate::device::emu::Emu::default());
+                $body(&$crate::device::counting::Counting::new(emu));
+            }
+            #[test]
+            fn cuda() {
+                match $crate::device::cuda::Cuda::new(0) {
+                    Ok(gpu) => $body(&$crate::device::counting::Counting::new(
+                        std::sync::Arc::new(gpu),
+                    )),
+                    Err(e) => $crate::testing::skip_cuda(module_path!(), e),
+                }
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

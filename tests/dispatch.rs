@@ -485,26 +485,35 @@ fn check_linear(dev: &Arc<Recording>) {
         let x = randn([2, 97, 64], 1.0, seed, dt);
         let w = randn([96, 64], 0.125, seed + 1, dt);
         let b = randn([96], 1.0, seed + 2, dt);
+        // bf16 runs its products on the tensor-core GEMM (dx after transposing W, dW after
+        // transposing dy and x); f32 on the tiled kernels.
+        let (product, dx, dw) = if dt == DType::BF16 {
+            let gemm = vec!["gemm_bf16_fwd_bf16".to_string()];
+            let t = "transpose_last2_fwd_bf16".to_string();
+            let dx = [vec![t.clone()], gemm.clone()].concat();
+            let dw = [vec![t.clone(), t], gemm.clone()].concat();
+            (gemm, dx, dw)
+        } else {
+            (
+                kernels(&["linear_fwd"], dt),
+                kernels(&["linear_input_bwd"], dt),
+                kernels(&["linear_weight_bwd"], dt),
+            )
+        };
         OpCheck::new(
             format!("linear with bias {dt}"),
             vec![x.clone(), w.clone(), b],
         )
         .launches(
-            kernels(&["linear_fwd"], dt),
-            kernels(
-                &["linear_input_bwd", "linear_weight_bwd", "linear_bias_bwd"],
-                dt,
-            ),
+            product.clone(),
+            [dx, dw.clone(), kernels(&["linear_bias_bwd"], dt)].concat(),
         )
         .run(dev, seed, |t, v| {
             Ok(vec![t.linear(&v[0], &v[1], Some(&v[2]))?])
         });
         // A constant input needs no dx: only the weight's product runs.
         OpCheck::new(format!("linear, no bias, constant input {dt}"), vec![x, w])
-            .launches(
-                kernels(&["linear_fwd"], dt),
-                kernels(&["linear_weight_bwd"], dt),
-            )
+            .launches(product, dw)
             .run(dev, seed, |t, v| {
                 Ok(vec![t.linear(&v[0].detach(), &v[1], None)?])
             });

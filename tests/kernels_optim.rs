@@ -92,6 +92,7 @@ fn run_adam(
                     grad: &grad_d,
                     exp_avg: &mut m,
                     exp_avg_sq: &mut v,
+                    mirror: None,
                 };
                 step_kernel(dev, step, tensors);
             }
@@ -235,6 +236,7 @@ fn check_optim_errors(dev: &dyn KernelBackend) {
                 grad: g,
                 exp_avg: m,
                 exp_avg_sq: &mut v,
+                mirror: None,
             };
             k::adam_step(dev, AdamKind::Atan2, s, t)
         };

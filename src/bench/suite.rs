@@ -288,6 +288,7 @@ fn adam_case<'a>(
                 grad: &grad,
                 exp_avg: &mut m1,
                 exp_avg_sq: &mut m2,
+                mirror: None,
             },
         )
     }))

@@ -122,6 +122,40 @@ pub fn add_fwd_into(
     sum_of_terms_into(dev, "add", &[a, b], out)
 }
 
+/// `acc += g` in place: `acc` f32, `g` of its shape, f32 or bf16 (widened exactly). How a
+/// gradient is added into the f32 master gradient arena: one launch in either dtype (`add` with
+/// the output aliasing the accumulator, or `accumulate_f32_bf16`).
+pub fn accumulate_into(
+    dev: &dyn KernelBackend,
+    acc: &mut DeviceTensor,
+    g: &DeviceTensor,
+) -> Result<()> {
+    const OP: &str = "accumulate";
+    expect_same_dtype(OP, acc, DType::F32)?;
+    g.shape().expect_eq(OP, acc.shape())?;
+    match g.dtype() {
+        DType::F32 => {
+            let sum = acc.clone();
+            add_fwd_into(dev, &sum, g, acc)
+        }
+        DType::BF16 if g.numel() == 0 => Ok(()),
+        DType::BF16 => dev.launch(
+            "accumulate_f32_bf16",
+            grid_for_elements(g.numel()),
+            &mut [
+                KernelArg::Out(&mut acc.buf),
+                KernelArg::In(&g.buf),
+                i64_arg(g.numel()),
+            ],
+        ),
+        other => Err(Error::DType {
+            op: OP,
+            expected: "an f32 or bf16 gradient",
+            got: other,
+        }),
+    }
+}
+
 /// `a + b` for two tensors of one shape and dtype.
 pub fn add_fwd(
     dev: &dyn KernelBackend,
@@ -245,12 +279,20 @@ pub fn scale_fwd(dev: &dyn KernelBackend, a: &DeviceTensor, s: f64) -> Result<De
 /// `x` converted to `dtype` (f32 ↔ bf16; f32 → bf16 rounds to nearest even, as
 /// `Tensor::to_dtype`). The same dtype is a device copy.
 pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<DeviceTensor> {
+    let mut out = DeviceTensor::uninit(dev, x.shape().clone(), dtype)?;
+    cast_into(dev, x, &mut out)?;
+    Ok(out)
+}
+
+/// `x` converted to `out`'s dtype, into `out` (same shape): what refreshes a bf16 mirror of the
+/// f32 master weights in place, one launch over the whole arena.
+pub fn cast_into(dev: &dyn KernelBackend, x: &DeviceTensor, out: &mut DeviceTensor) -> Result<()> {
     const OP: &str = "cast";
     let from = dtype_suffix(OP, x)?;
-    let mut out = DeviceTensor::uninit(dev, x.shape().clone(), dtype)?;
+    let dtype = out.dtype();
+    out.shape().expect_eq(OP, x.shape())?;
     if dtype == x.dtype() {
-        dev.copy(&mut out.buf, &x.buf)?;
-        return Ok(out);
+        return dev.copy(&mut out.buf, &x.buf);
     }
     let to = match dtype {
         DType::F32 => "f32",
@@ -264,7 +306,7 @@ pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<D
         }
     };
     if x.numel() == 0 {
-        return Ok(out);
+        return Ok(());
     }
     dev.launch(
         &format!("cast_to_{to}_{from}"),
@@ -274,6 +316,5 @@ pub fn cast(dev: &dyn KernelBackend, x: &DeviceTensor, dtype: DType) -> Result<D
             KernelArg::Out(&mut out.buf),
             i64_arg(x.numel()),
         ],
-    )?;
-    Ok(out)
+    )
 }

@@ -51,6 +51,9 @@ pub struct AdamTensors<'a> {
     pub exp_avg: &'a mut DeviceTensor,
     /// f32 second moment `v`, updated in place (zeros before step 1).
     pub exp_avg_sq: &'a mut DeviceTensor,
+    /// bf16 of the parameter's shape, overwritten with the new parameter rounded to bf16 (the
+    /// bf16 forward's mirror, refreshed in the same pass); `None` writes nothing more.
+    pub mirror: Option<&'a mut DeviceTensor>,
 }
 
 /// One Adam step of `kind` over `t`, with the step's `ADAM_SCALARS` f32 `scalars` in device
@@ -72,6 +75,9 @@ pub fn adam_step(
     t.grad.shape().expect_eq(op, &shape)?;
     expect_out(op, t.exp_avg, &shape, DType::F32)?;
     expect_out(op, t.exp_avg_sq, &shape, DType::F32)?;
+    if let Some(mirror) = &t.mirror {
+        expect_out(op, mirror, &shape, DType::BF16)?;
+    }
     let n = t.param.numel();
     if n == 0 {
         return Ok(());
@@ -86,6 +92,9 @@ pub fn adam_step(
             KernelArg::Out(&mut t.exp_avg_sq.buf),
             i64_arg(n),
             KernelArg::In(&scalars.buf),
+            // A null device pointer: no mirror to write.
+            t.mirror
+                .map_or(KernelArg::U64(0), |m| KernelArg::Out(&mut m.buf)),
         ],
     )
 }

@@ -1,6 +1,7 @@
 //! The model configuration, with the official field names (`config/arch/*.yaml` of the HRM and
 //! TRM repos) so an official config carries over as it is.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::nn::swiglu::intermediate_size;
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,41 @@ pub enum Arch {
     /// HRM: separate `H_level` and `L_level` networks; only the last L and H calls carry
     /// gradient (the 1-step gradient).
     Hrm,
+}
+
+/// The storage type of the forward pass (the official `forward_dtype`). Master weights, their
+/// gradients and the optimizer state stay f32 whatever it is (`docs/training-state.md`, "bf16
+/// autocast").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardDtype {
+    /// `bfloat16` on a GPU, as the official code trains, and `float32` elsewhere: the CPU
+    /// reference and Emu gain nothing from bf16 storage but rounding. The trainer resolves it
+    /// when it is built (`resolve`), so a checkpoint records what actually ran.
+    #[default]
+    Auto,
+    Float32,
+    Bfloat16,
+}
+
+impl ForwardDtype {
+    /// The official value this resolves to on a device that is (`on_gpu`) or is not a GPU.
+    pub fn resolve(self, on_gpu: bool) -> ForwardDtype {
+        match self {
+            ForwardDtype::Auto if on_gpu => ForwardDtype::Bfloat16,
+            ForwardDtype::Auto => ForwardDtype::Float32,
+            explicit => explicit,
+        }
+    }
+
+    /// The storage dtype the model computes in. `Auto` that nobody resolved is float32: a model
+    /// built directly (tests, the golden comparison) runs the f32 reference path.
+    pub fn dtype(self) -> DType {
+        match self {
+            ForwardDtype::Bfloat16 => DType::BF16,
+            ForwardDtype::Auto | ForwardDtype::Float32 => DType::F32,
+        }
+    }
 }
 
 /// Position encoding of the tokens (and the puzzle prefix).
@@ -57,6 +93,9 @@ pub struct ModelConfig {
     pub no_ACT_continue: bool,
     pub rope_theta: f64,
     pub rms_norm_eps: f64,
+    /// `float32`, `bfloat16` or `auto` (bf16 on a GPU only); absent means `auto`.
+    #[serde(default)]
+    pub forward_dtype: ForwardDtype,
     /// Task sizes, filled from the dataset.
     pub vocab_size: usize,
     pub seq_len: usize,
@@ -84,6 +123,7 @@ impl ModelConfig {
             no_ACT_continue: true,
             rope_theta: 10000.0,
             rms_norm_eps: 1e-5,
+            forward_dtype: ForwardDtype::Auto,
             vocab_size: 11,
             seq_len: 81,
             num_puzzle_identifiers: 1,

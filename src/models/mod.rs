@@ -16,6 +16,6 @@ pub mod reasoning_module;
 
 pub use act::{act_step, ActStep, Batch, Carry, Exploration, Halting};
 pub use act_loss::{act_loss, ActLoss, ActLossSums, ActMetrics, IGNORE_LABEL_ID};
-pub use config::{Arch, ModelConfig, PosEncoding};
+pub use config::{Arch, ForwardDtype, ModelConfig, PosEncoding};
 pub use probe::Probe;
 pub use reasoner::{Buffers, Reasoner, SegmentOutput};

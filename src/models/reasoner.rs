@@ -11,6 +11,7 @@ use crate::models::config::{Arch, ModelConfig, PosEncoding};
 use crate::models::probe::Probe;
 use crate::models::reasoning_module::ReasoningModule;
 use crate::nn::{init_seed, Embedding, Linear};
+use crate::ops::cast::cast_tensor;
 use crate::ops::rope::RopeTable;
 use crate::params::Params;
 use crate::tape::{Tape, Var};
@@ -125,6 +126,10 @@ impl Reasoner {
                 )
             }),
         };
+        // A bf16 forward binds a bf16 copy of the weights, which the optimizer refreshes.
+        if cfg.forward_dtype.dtype() != DType::F32 {
+            params.keep_mirror(cfg.forward_dtype.dtype())?;
+        }
         Ok(Reasoner {
             cfg,
             embed_tokens,
@@ -188,7 +193,8 @@ impl Reasoner {
     }
 
     /// `[B, P + S, D]`: the puzzle vector zero-padded into the prefix slots, then the token
-    /// embeddings, (learned positions,) all scaled by √D.
+    /// embeddings, (learned positions,) all scaled by √D, in the forward dtype (as the official
+    /// code: bf16 table rows, the f32 puzzle rows cast, the sum and scale stored in bf16).
     pub fn input_embeddings(
         &self,
         tape: &Tape,
@@ -225,20 +231,25 @@ impl Reasoner {
             check_token_range(inputs, cfg.vocab_size)?;
         }
         let d = cfg.hidden_size;
-        let tokens = self.embed_tokens.forward(tape, params, inputs)?;
+        let dtype = cfg.forward_dtype.dtype();
+        let tokens = self.embed_tokens.forward_as(tape, params, inputs, dtype)?;
         let (mut emb, rows) = match &self.buffers.puzzle_emb {
             None => (tokens, None),
             Some(table) => {
                 let rows = tape.sparse_embedding(table, puzzle_ids)?;
                 let p = cfg.prefix_len();
                 let padding = p * d - cfg.puzzle_emb_ndim;
+                // The gathered rows stay the f32 leaf SignSGD reads; the model sees them cast.
+                let cast_rows = tape.cast(&rows, dtype)?;
                 let padded = if padding == 0 {
-                    rows.clone()
+                    cast_rows
                 } else {
-                    let zeros = constant(tape, &format!("puzzle padding {b}x{padding}"), || {
-                        Ok(Tensor::zeros([b, padding], DType::F32))
-                    })?;
-                    tape.concat(&[&rows, &Var::constant(zeros)], 1)?
+                    let zeros = constant(
+                        tape,
+                        &format!("puzzle padding {b}x{padding} {dtype}"),
+                        || Ok(Tensor::zeros([b, padding], dtype)),
+                    )?;
+                    tape.concat(&[&cast_rows, &Var::constant(zeros)], 1)?
                 };
                 let prefix = tape.reshape(&padded, [b, p, d])?;
                 (tape.concat(&[&prefix, &tokens], 1)?, Some(rows))
@@ -250,7 +261,7 @@ impl Reasoner {
                 let positions: Vec<i32> = (0..b).flat_map(|_| 0..(len as i32)).collect();
                 Tensor::from_vec(positions, [b, len])
             })?;
-            let pos = pos.forward(tape, params, &positions)?;
+            let pos = pos.forward_as(tape, params, &positions, dtype)?;
             // The official constant 0.707106781, i.e. 1/√2 (so the sum keeps unit variance).
             emb = tape.scale(&tape.add(&emb, &pos)?, std::f64::consts::FRAC_1_SQRT_2)?;
         }
@@ -283,14 +294,20 @@ impl Reasoner {
                 ));
             }
         }
+        // The recurrent state is stored in the forward dtype; it goes back to the caller's carry
+        // dtype, which holds bf16 values exactly, so a bf16 state round-trips unchanged.
+        let compute = tape.compute();
+        let (carry_dtype, dtype) = (z_h.dtype(), self.cfg.forward_dtype.dtype());
+        let z_h = &cast_tensor(compute, z_h, dtype)?;
+        let z_l = &cast_tensor(compute, z_l, dtype)?;
         let (z_h, z_l) = match self.cfg.arch {
             Arch::Trm => self.trm_recursion(tape, params, z_h, z_l, &x, probe)?,
             Arch::Hrm => self.hrm_recursion(tape, params, z_h, z_l, &x, probe)?,
         };
         let (logits, q_halt, q_continue) = self.heads(tape, params, &z_h)?;
         Ok(SegmentOutput {
-            z_h: z_h.into_value(),
-            z_l: z_l.into_value(),
+            z_h: cast_tensor(compute, z_h.value(), carry_dtype)?,
+            z_l: cast_tensor(compute, z_l.value(), carry_dtype)?,
             logits,
             q_halt,
             q_continue,
@@ -369,15 +386,16 @@ impl Reasoner {
         Ok((h, l))
     }
 
-    /// `lm_head(z_H)[:, P:]` and the two Q logits from position 0 of z_H.
+    /// `lm_head(z_H)[:, P:]` and the two Q logits from position 0 of z_H, both f32 whatever the
+    /// forward dtype (the official `.to(float32)` of the Q logits; the loss upcasts the logits).
     fn heads(&self, tape: &Tape, params: &Params, z_h: &Var) -> Result<(Var, Var, Var)> {
         let (b, d) = (z_h.dims()[0], self.cfg.hidden_size);
         let p = self.cfg.prefix_len();
         // Slicing before the head computes the same logits without the prefix rows.
         let tokens = tape.narrow(z_h, 1, p, self.cfg.seq_len)?;
-        let logits = self.lm_head.forward(tape, params, &tokens)?;
+        let logits = tape.cast(&self.lm_head.forward(tape, params, &tokens)?, DType::F32)?;
         let first = tape.reshape(&tape.narrow(z_h, 1, 0, 1)?, [b, d])?;
-        let q = self.q_head.forward(tape, params, &first)?;
+        let q = tape.cast(&self.q_head.forward(tape, params, &first)?, DType::F32)?;
         let halves = tape.split(&q, &[1, 1], 1)?;
         let q_halt = tape.reshape(&halves[0], [b])?;
         let q_continue = tape.reshape(&halves[1], [b])?;

@@ -1,4 +1,5 @@
-//! The official `CastedEmbedding`: a `[vocab, dim]` table with truncated-normal init.
+//! The official `CastedEmbedding`: a `[vocab, dim]` f32 table with truncated-normal init, looked up
+//! in the forward dtype.
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -28,9 +29,21 @@ impl Embedding {
         })
     }
 
-    /// Rows of the table for i32 `ids` of any shape: `[..., dim]`.
+    /// Rows of the table for i32 `ids` of any shape: `[..., dim]`, in the table's dtype.
     pub fn forward(&self, tape: &Tape, params: &Params, ids: &Tensor) -> Result<Var> {
-        let table = tape.param(params, self.table);
+        self.forward_as(tape, params, ids, params.value(self.table).dtype())
+    }
+
+    /// `forward` with the table read in `dtype` (the official `cast_to`): rows of the bf16
+    /// mirror when the model runs in bf16.
+    pub fn forward_as(
+        &self,
+        tape: &Tape,
+        params: &Params,
+        ids: &Tensor,
+        dtype: DType,
+    ) -> Result<Var> {
+        let table = tape.param_as(params, self.table, dtype)?;
         tape.embedding(ids, &table)
     }
 }

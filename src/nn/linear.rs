@@ -1,5 +1,5 @@
 //! The official `CastedLinear`: weight `[out, in]` with truncated-normal init of std `1/√in`
-//! (LeCun), optional zero-initialised bias.
+//! (LeCun), optional zero-initialised bias. The f32 master weight is read in the input's dtype.
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -43,10 +43,14 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
-    /// `x·Wᵀ + b` over the last dimension.
+    /// `x·Wᵀ + b` over the last dimension, in `x`'s dtype: as the official `CastedLinear`, the
+    /// weight and bias are read in the input's dtype (bf16 from the parameters' mirror).
     pub fn forward(&self, tape: &Tape, params: &Params, x: &Var) -> Result<Var> {
-        let w = tape.param(params, self.weight);
-        let b = self.bias.map(|b| tape.param(params, b));
+        let w = tape.param_as(params, self.weight, x.dtype())?;
+        let b = self
+            .bias
+            .map(|b| tape.param_as(params, b, x.dtype()))
+            .transpose()?;
         tape.linear(x, &w, b.as_ref())
     }
 }

@@ -3,13 +3,17 @@
 //! Backward computes only the gradients of inputs that require one: the products are the most
 //! expensive part of a step, and weights or inputs are often constants.
 //!
-//! On a kernel backend both run on the tiled GEMM of `kernels/matmul.cu`; `matmul` with a 2-D `b`
-//! is `linear` with the weight `bᵀ` (one `transpose_last2` launch). A batched `b` (one matrix per
+//! On a kernel backend an f32 `linear` runs on the tiled GEMM of `kernels/matmul.cu`; a bf16 one
+//! (the bf16 forward dtype) runs its three products on the tensor-core GEMM of `kernels/gemm.cu`
+//! (`tensor_core`), the bias gradient on the column-sum kernel. `matmul` with a 2-D `b` is
+//! `linear` with the weight `bᵀ` (one `transpose_last2` launch). A batched `b` (one matrix per
 //! batch item) has no kernel yet and runs on the CPU reference (`docs/dispatch.md`).
 
 use crate::device::cpu::linear as cpu;
 use crate::device::{DeviceTensor, KernelBackend};
+use crate::dtype::DType;
 use crate::error::Result;
+use crate::kernels::gemm::{gemm_bf16, Epilogue};
 use crate::kernels::layout::transpose_last2_fwd;
 use crate::kernels::matmul as kernels;
 use crate::ops::dispatch::{on_device, on_reference, Compute};
@@ -20,6 +24,11 @@ use crate::tensor::Tensor;
 fn linear_fwd(compute: &Compute, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match compute.kernels() {
         None => cpu::linear_fwd(x, w, bias),
+        Some(dev) if x.dtype() == DType::BF16 => {
+            on_device(dev, (x, w, bias), |dev, (x, w, bias)| {
+                tensor_core::linear_fwd(dev, &x, &w, bias.as_ref())
+            })
+        }
         Some(dev) => on_device(dev, (x, w, bias), |dev, (x, w, bias)| {
             kernels::linear_fwd(dev, &x, &w, bias.as_ref())
         }),
@@ -55,6 +64,31 @@ fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<Line
                 .transpose()?,
             bias_grad.then(|| cpu::linear_bwd_bias(g)).transpose()?,
         )),
+        Some(dev) if g.dtype() == DType::BF16 => {
+            // Every leading dimension folded into rows: the products are 2-D GEMMs.
+            let rows = |t: &Tensor| t.reshape(flat_rows(t.shape()));
+            let x2 = x.as_ref().map(rows).transpose()?;
+            let (dx, dw, db) = on_device(
+                dev,
+                (&rows(g)?, w.as_ref(), x2.as_ref()),
+                |dev, (g, w, x)| {
+                    Ok((
+                        w.map(|w| tensor_core::linear_bwd_input(dev, &g, &w))
+                            .transpose()?,
+                        x.map(|x| tensor_core::linear_bwd_weight(dev, &g, &x))
+                            .transpose()?,
+                        bias_grad
+                            .then(|| kernels::linear_bwd_bias(dev, &g))
+                            .transpose()?,
+                    ))
+                },
+            )?;
+            Ok((
+                dx.map(|dx| dx.reshape(x_shape.clone())).transpose()?,
+                dw,
+                db,
+            ))
+        }
         Some(dev) => on_device(dev, (g, w.as_ref(), x.as_ref()), |dev, (g, w, x)| {
             Ok((
                 w.map(|w| kernels::linear_bwd_input(dev, &g, &w, x_shape))
@@ -66,6 +100,56 @@ fn linear_bwd(compute: &Compute, g: &Tensor, saved: &LinearSaved) -> Result<Line
                     .transpose()?,
             ))
         }),
+    }
+}
+
+/// `[rows, last]`: every leading dimension of `shape` folded into rows.
+fn flat_rows(shape: &Shape) -> [usize; 2] {
+    let last = shape.dims().last().copied().unwrap_or(1);
+    [shape.numel() / last.max(1), last]
+}
+
+/// The bf16 `linear` products on the tensor-core GEMM (`y = x·Wᵀ` with `W [N, K]`), bf16 out,
+/// f32 accumulation: operands are transposed (one `transpose_last2` launch each) into the
+/// layout the GEMM reads.
+mod tensor_core {
+    use super::*;
+
+    /// `y = x·Wᵀ (+ bias)`: the GEMM with its bias epilogue.
+    pub fn linear_fwd(
+        dev: &dyn KernelBackend,
+        x: &DeviceTensor,
+        w: &DeviceTensor,
+        bias: Option<&DeviceTensor>,
+    ) -> Result<DeviceTensor> {
+        let epilogue = bias.map_or(Epilogue::None, Epilogue::Bias);
+        gemm_bf16(dev, x, w, epilogue, DType::BF16)
+    }
+
+    /// `dx [rows, in] = dy·W = dy·(Wᵀ)ᵀ`: the GEMM with the weight `Wᵀ [in, out]`.
+    pub fn linear_bwd_input(
+        dev: &dyn KernelBackend,
+        dy: &DeviceTensor,
+        w: &DeviceTensor,
+    ) -> Result<DeviceTensor> {
+        gemm_bf16(
+            dev,
+            dy,
+            &transpose_last2_fwd(dev, w)?,
+            Epilogue::None,
+            DType::BF16,
+        )
+    }
+
+    /// `dW [out, in] = dyᵀ·x`: the GEMM of `dyᵀ [out, rows]` with the weight `xᵀ [in, rows]`,
+    /// reducing over the rows (`dy [rows, out]`, `x [rows, in]`).
+    pub fn linear_bwd_weight(
+        dev: &dyn KernelBackend,
+        dy: &DeviceTensor,
+        x: &DeviceTensor,
+    ) -> Result<DeviceTensor> {
+        let (dy_t, x_t) = (transpose_last2_fwd(dev, dy)?, transpose_last2_fwd(dev, x)?);
+        gemm_bf16(dev, &dy_t, &x_t, Epilogue::None, DType::BF16)
     }
 }
 

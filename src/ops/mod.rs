@@ -8,6 +8,7 @@
 pub mod act;
 pub mod activation;
 pub mod attention;
+pub mod cast;
 pub mod dispatch;
 pub mod elementwise;
 pub mod embedding;

@@ -17,11 +17,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 /// The state one Adam step updates in place: a parameter and its two moments (same location,
-/// shape and dtype).
+/// shape and dtype), and optionally the parameter's bf16 mirror, which gets the new value rounded
+/// to bf16 (in the same launch on a device).
 pub struct AdamState<'a> {
     pub param: &'a mut Tensor,
     pub exp_avg: &'a mut Tensor,
     pub exp_avg_sq: &'a mut Tensor,
+    pub mirror: Option<&'a mut Tensor>,
 }
 
 /// The device memory of `t` and its backend, or an error naming `what` if it is on the host.
@@ -70,7 +72,7 @@ pub fn adam_step(
     scalars: Option<&Tensor>,
 ) -> Result<()> {
     if state.param.is_on_host() {
-        return match (
+        let updated = match (
             state.param.real_data_mut(op)?,
             state.exp_avg.real_data_mut(op)?,
             state.exp_avg_sq.real_data_mut(op)?,
@@ -87,11 +89,19 @@ pub fn adam_step(
             }
             _ => Err(Error::arg(op, "moments and parameter differ in dtype")),
         };
+        if let Some(mirror) = state.mirror {
+            *mirror = state.param.to_dtype(mirror.dtype())?;
+        }
+        return updated;
     }
     let (mut param, backend) = resident(op, "parameter", state.param)?;
     let (mut m, _) = resident(op, "first moment", state.exp_avg)?;
     let (mut v, _) = resident(op, "second moment", state.exp_avg_sq)?;
     let (g, _) = resident(op, "gradient", grad)?;
+    let mut mirror = state
+        .mirror
+        .map(|t| resident(op, "mirror", t).map(|(t, _)| t))
+        .transpose()?;
     let values = AdamCoefficients::<f32>::new(hyper, step).kernel_scalars();
     let scalars = device_scalars(&backend, scalars, &values)?;
     let kind = if hyper.eps.is_some() {
@@ -108,6 +118,7 @@ pub fn adam_step(
             grad: &g,
             exp_avg: &mut m,
             exp_avg_sq: &mut v,
+            mirror: mirror.as_mut(),
         },
     )
 }

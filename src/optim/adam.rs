@@ -9,7 +9,9 @@
 //! Resident parameters (`Params::make_resident`) keep their moments in two device arenas laid
 //! out as the parameter arena. When every parameter has a gradient and all share one step count
 //! (every step of a training run) the whole arena steps in one launch, reading the step's scalars
-//! from device memory; otherwise each parameter steps alone.
+//! from device memory; otherwise each parameter steps alone. A bf16 mirror of the parameters
+//! (`Params::keep_mirror`) is written by that one launch, or refreshed after a per-parameter
+//! step.
 
 use super::check_non_negative;
 use crate::device::cpu::optim::{AdamCoefficients, AdamHyper};
@@ -77,7 +79,13 @@ impl<C: AdamConfig> Adam<C> {
     /// staged by the caller with the step's other inputs) for resident parameters.
     pub fn step_staged(&mut self, params: &mut Params, scalars: Option<&Tensor>) -> Result<()> {
         let hyper = self.config.hyper();
-        self.moments.step(C::NAME, params, &hyper, scalars)
+        // The forward's bf16 copy of the weights follows the f32 masters: written by the arena
+        // step's own launch, else refreshed after the step (one cast launch when resident;
+        // nothing without a mirror).
+        match self.moments.step(C::NAME, params, &hyper, scalars)? {
+            MirrorWritten::Yes => params.mirror_refreshed(),
+            MirrorWritten::No => params.refresh_mirror(),
+        }
     }
 
     /// What the next step of resident `params` reads from device memory, when it will be one
@@ -124,6 +132,13 @@ impl<C: AdamConfig> Adam<C> {
     }
 }
 
+/// Whether a step also wrote the parameters' bf16 mirror.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MirrorWritten {
+    Yes,
+    No,
+}
+
 /// One parameter's state: its name (to catch an optimizer reused with other `Params`), step
 /// count and moments, stored in the parameter's dtype (views of the moment arenas when the
 /// parameters are resident).
@@ -153,7 +168,7 @@ impl Moments {
         params: &mut Params,
         h: &AdamHyper,
         scalars: Option<&Tensor>,
-    ) -> Result<()> {
+    ) -> Result<MirrorWritten> {
         let ids: Vec<ParamId> = params
             .ids()
             .filter(|&id| params.get(id).grad.is_some())
@@ -190,13 +205,14 @@ impl Moments {
                     param: &mut param.value,
                     exp_avg: &mut state.exp_avg,
                     exp_avg_sq: &mut state.exp_avg_sq,
+                    mirror: None,
                 },
                 &grad,
                 None,
             )?;
             state.step += 1;
         }
-        Ok(())
+        Ok(MirrorWritten::No)
     }
 
     /// Advances every parameter's step count by one without touching the device: what a
@@ -242,7 +258,8 @@ impl Moments {
         Some(AdamCoefficients::<f32>::new(h, t + 1).kernel_scalars())
     }
 
-    /// Steps the whole arena at step count `t` in one launch.
+    /// Steps the whole arena at step count `t` in one launch, which also writes the bf16 mirror
+    /// arena when the parameters keep one.
     fn step_arena(
         &mut self,
         op: &'static str,
@@ -250,7 +267,7 @@ impl Moments {
         h: &AdamHyper,
         t: u64,
         scalars: Option<&Tensor>,
-    ) -> Result<()> {
+    ) -> Result<MirrorWritten> {
         let arena = params.arena().expect("uniform_step checked residency");
         let (m, v) = self
             .arenas
@@ -261,6 +278,12 @@ impl Moments {
             .as_ref()
             .ok_or_else(|| Error::arg(op, "these parameters take no gradients"))?;
         let mut values = arena.values.clone();
+        let mut mirror = params.mirror_arena().cloned();
+        let written = if mirror.is_some() {
+            MirrorWritten::Yes
+        } else {
+            MirrorWritten::No
+        };
         adam_step(
             op,
             h,
@@ -269,6 +292,7 @@ impl Moments {
                 param: &mut values,
                 exp_avg: m,
                 exp_avg_sq: v,
+                mirror: mirror.as_mut(),
             },
             grads,
             scalars,
@@ -276,7 +300,7 @@ impl Moments {
         for state in self.states.values_mut() {
             state.step = t;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Zero moments for parameter `id` (views of the arenas when resident).

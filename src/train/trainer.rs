@@ -83,6 +83,10 @@ impl Trainer {
         cfg.model.seq_len = crate::data::sudoku::seq_len(geometry);
         cfg.model.vocab_size = crate::data::sudoku::vocab_size(geometry);
         cfg.model.num_puzzle_identifiers = 1;
+        // `forward_dtype = "auto"` is decided here, once, from the device (bf16 on a GPU as the
+        // official code trains), so the saved config says what actually ran.
+        let on_gpu = compute.name().starts_with("cuda");
+        cfg.model.forward_dtype = cfg.model.forward_dtype.resolve(on_gpu);
         let mut params = Params::new();
         let model = Reasoner::new(&mut params, cfg.model.clone(), cfg.train.seed)?;
         let t = &cfg.train;
