@@ -173,7 +173,15 @@ fn errors_of(dev: &dyn KernelBackend, case: &Case, allocating: bool) -> Vec<(f64
             // rounding boundary one q or k element differs by a bf16 ulp.
             let bf16_rounded =
                 g.dtype() == DType::BF16 || (case.q.dtype() == DType::BF16 && case.rope.is_some());
-            let tolerance = if bf16_rounded { 5e-3 } else { 1e-5 };
+            // The f32 gradients dq and dk are sums of P·(dP − D) terms that nearly cancel on
+            // short rows (seq 2 measured 1.5e-5 against the f64 reference with one seed), so
+            // they get 3e-5; the forward outputs and dv keep 1e-5.
+            let cancels = matches!(OUTPUTS[i], "dq" | "dk");
+            let tolerance = match (bf16_rounded, cancels) {
+                (true, _) => 5e-3,
+                (false, true) => 3e-5,
+                (false, false) => 1e-5,
+            };
             (err, tolerance)
         })
         .collect()
