@@ -3,7 +3,7 @@
 device-tool call, in phases of decreasing value, each under its own time limit and all under a
 total budget counted from this runner's own start, writing the report as it goes.
 
-tools/gpu-check.sh stages this file as .gpu-stage/gpu_run.py beside the gzipped binaries, and
+tools/gpu-check.sh stages this file as .gpu-stage/gpu_run.py beside the compressed binaries, and
 tools/gpu-run.sh as .gpu-stage/run.sh; on the GPU machine (no Rust toolchain, no network) one call
 of the device tool runs it from the repository root:
 
@@ -33,6 +33,7 @@ Environment: TOTAL_BUDGET_S (480), OUT (default: <stage>/out).
 import datetime
 import glob
 import gzip
+import lzma
 import os
 import re
 import shutil
@@ -229,14 +230,20 @@ class Runner:
         return outcome
 
     def unpack(self):
-        """The staged binaries are gzipped (to fit the 64 MiB the device tool carries); they are
-        unpacked outside the stage, so a dry run here leaves the stage as small as it was."""
-        for packed in sorted(glob.glob(os.path.join(self.stage, "recur.gz"))
-                             + glob.glob(os.path.join(self.stage, "tests", "*.gz"))):
-            name = os.path.basename(packed)[: -len(".gz")]
+        """The staged binaries are compressed, xz or gzip (to fit the 64 MiB the device tool
+        carries); they are unpacked outside the stage, so a dry run here leaves the stage as
+        small as it was."""
+        openers = {".xz": lzma.open, ".gz": gzip.open}
+        packed_files = []
+        for suffix in openers:
+            packed_files += glob.glob(os.path.join(self.stage, "recur" + suffix))
+            packed_files += glob.glob(os.path.join(self.stage, "tests", "*" + suffix))
+        for packed in sorted(packed_files):
+            base, suffix = os.path.splitext(packed)
+            name = os.path.basename(base)
             name = "recur" if os.path.dirname(packed) == self.stage else name
             target = os.path.join(self.work, "recur" if name == "recur" else f"test-{name}")
-            with gzip.open(packed, "rb") as src, open(target, "wb") as dst:
+            with openers[suffix](packed, "rb") as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             os.chmod(target, 0o755)
             self.bin[name] = target

@@ -8,6 +8,7 @@ past the budget).
     python3 tools/test_gpu_run.py
 """
 import gzip
+import lzma
 import os
 import re
 import shutil
@@ -68,20 +69,23 @@ exit 1
 
 
 def make_stage(root, binaries):
-    """A repository root holding .gpu-stage/ with the runner and gzipped fake binaries."""
+    """A repository root holding .gpu-stage/ with the runner and fake binaries, compressed as
+    gpu-check.sh does: xz, except the first test binary in gzip (its fallback), so the runner's
+    unpacking of both is exercised."""
     stage = os.path.join(root, ".gpu-stage")
     os.makedirs(os.path.join(stage, "tests"))
     shutil.copy(os.path.join(TOOLS, "gpu_run.py"), stage)
     shutil.copy(os.path.join(TOOLS, "gpu-run.sh"), os.path.join(stage, "run.sh"))
 
-    def pack(path, text):
-        with gzip.open(path + ".gz", "wt") as f:
+    def pack(path, text, use_gzip=False):
+        opener, suffix = (gzip.open, ".gz") if use_gzip else (lzma.open, ".xz")
+        with opener(path + suffix, "wt") as f:
             f.write(text)
 
     pack(os.path.join(stage, "recur"), FAKE_RECUR)
-    for name, (tests, body) in binaries.items():
+    for i, (name, (tests, body)) in enumerate(binaries.items()):
         text = FAKE_TEST % {"tests": " ".join(tests), "body": BODIES[body]}
-        pack(os.path.join(stage, "tests", name), text)
+        pack(os.path.join(stage, "tests", name), text, use_gzip=i == 0)
     return stage
 
 
@@ -159,7 +163,7 @@ class FakeStage(unittest.TestCase):
         self.assertIn("`kernels_attention c::cuda`", report.split("## Summary")[1])
         self.assertLessEqual(len(os.listdir(self.out)), 8, "the device tool brings back 8 files")
         self.assertEqual(sorted(os.listdir(os.path.join(stage, "tests"))), before,
-                         "the stage is left as it was (still gzipped)")
+                         "the stage is left as it was (still compressed)")
 
     def test_preflight_failure_stops_with_the_reason(self):
         stage = make_stage(self.root, {"kernels_copy": (["copy::cuda"], "crash")})

@@ -208,7 +208,7 @@ fn print_cost(title: &str, c: &StepCost, gpu: &Gpu, minimal: Option<(&[MinimalIt
         c.syncs_per_step, c.host_waits_per_step
     );
     println!(
-        "driver allocations       {} ({:.2} MB)",
+        "allocations              {} ({:.2} MB, summed; the pool serves most on a GPU)",
         c.allocs_per_step,
         c.alloc_bytes_per_step / 1e6
     );
