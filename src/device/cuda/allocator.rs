@@ -35,11 +35,24 @@ pub fn size_class(bytes: usize) -> usize {
 }
 
 /// Device memory handed out by the allocator; goes back to its free list when dropped (or to
-/// the driver, in exact mode).
+/// the driver, in exact mode). A block handed out during a graph capture belongs to that
+/// capture's private pool instead (`CapturePool`).
 pub struct PooledBlock {
     slice: Option<CudaSlice<u8>>,
     device_ptr: u64,
     pool: Option<Arc<CachingAllocator>>,
+    capture: Option<Arc<CapturePool>>,
+}
+
+/// The memory of one graph capture, as PyTorch keeps it: blocks handed out while capturing come
+/// from here (or, the first time, from the shared pool) and return here when freed, so a buffer
+/// an op frees mid-step is reused by a later op of the same capture, in stream order, which a
+/// graph replays in the same order. The graph owns the pool afterwards, so nothing outside it
+/// is ever handed that memory; it goes back to the driver when the graph and every block are
+/// gone. Without it a captured step would hold the sum of its allocations, not its peak.
+#[derive(Default)]
+pub struct CapturePool {
+    free: Mutex<HashMap<usize, Vec<CudaSlice<u8>>>>,
 }
 
 impl PooledBlock {
@@ -56,9 +69,29 @@ impl PooledBlock {
     }
 }
 
+impl PooledBlock {
+    /// Whether the block belongs to a capture's private pool (its graph keeps the memory; the
+    /// buffer itself need not be kept alive).
+    pub fn in_capture_pool(&self) -> bool {
+        self.capture.is_some()
+    }
+}
+
 impl Drop for PooledBlock {
     fn drop(&mut self) {
-        if let (Some(slice), Some(pool)) = (self.slice.take(), &self.pool) {
+        let Some(slice) = self.slice.take() else {
+            return;
+        };
+        if let Some(capture) = &self.capture {
+            let class = slice.len();
+            capture
+                .free
+                .lock()
+                .expect("capture pool lock")
+                .entry(class)
+                .or_default()
+                .push(slice);
+        } else if let Some(pool) = &self.pool {
             pool.give_back(slice);
         }
     }
@@ -110,21 +143,37 @@ impl CachingAllocator {
         Ok(self.block(slice, true))
     }
 
-    /// A cached block of at least `bytes` bytes, or `None` when the pool has none of that size
-    /// class (or in exact mode). Never calls the driver: what a graph capture may allocate, since
+    /// A block of at least `bytes` bytes for the capture that owns `capture`: one the capture
+    /// freed earlier, else one from the shared cache (which then belongs to the capture), or
+    /// `None` when neither has that size class (or in exact mode). Never calls the driver:
     /// `cuMemAlloc` cannot be captured.
-    pub fn allocate_cached(self: &Arc<Self>, bytes: usize) -> Option<PooledBlock> {
+    pub fn allocate_in_capture(
+        self: &Arc<Self>,
+        bytes: usize,
+        capture: &Arc<CapturePool>,
+    ) -> Option<PooledBlock> {
         if self.exact {
             return None;
         }
         let class = size_class(bytes);
-        let slice = {
-            let mut free = self.free.lock().expect("allocator lock");
-            let slice = free.by_class.get_mut(&class).and_then(Vec::pop)?;
-            free.cached_bytes -= class;
-            slice
+        let reused = capture
+            .free
+            .lock()
+            .expect("capture pool lock")
+            .get_mut(&class)
+            .and_then(Vec::pop);
+        let slice = match reused {
+            Some(slice) => slice,
+            None => {
+                let mut free = self.free.lock().expect("allocator lock");
+                let slice = free.by_class.get_mut(&class).and_then(Vec::pop)?;
+                free.cached_bytes -= class;
+                slice
+            }
         };
-        Some(self.block(slice, true))
+        let mut block = self.block(slice, false);
+        block.capture = Some(capture.clone());
+        Some(block)
     }
 
     fn block(self: &Arc<Self>, slice: CudaSlice<u8>, recycle: bool) -> PooledBlock {
@@ -134,6 +183,7 @@ impl CachingAllocator {
             slice: Some(slice),
             device_ptr,
             pool: recycle.then(|| self.clone()),
+            capture: None,
         }
     }
 

@@ -12,9 +12,13 @@
 //! calls before the driver sees them, with a message naming the op.
 //!
 //! A graph freezes device addresses, so the buffers and staging memory a captured step uses must
-//! not be freed (or handed to someone else by the caching allocator) while the graph lives. The
-//! backend keeps a clone of each one the capture touched inside the graph, as Emu does.
+//! not be freed (or handed to someone else by the caching allocator) while the graph lives. Two
+//! kinds: a buffer allocated during the capture comes from the capture's private pool
+//! (`allocator::CapturePool`), which the graph owns, so it may be freed and reused within the
+//! capture (a step then holds its peak, not the sum of its allocations); every other buffer the
+//! capture touched is kept alive by a clone inside the graph, as Emu keeps all of them.
 
+use super::allocator::{CapturePool, PooledBlock};
 use super::{cuda_error, Cuda};
 use crate::device::backend::{DeviceBuffer, KernelArg};
 use crate::device::graph::{CaptureSession, Graph};
@@ -36,6 +40,14 @@ pub(crate) fn keep_buffers_alive(capture: &CaptureSession<KeptAlive>, buffers: &
         return;
     }
     for buf in buffers {
+        // The capture's own blocks are held by its pool, not by clones: cloning them would stop
+        // the capture reusing them.
+        if buf
+            .handle::<PooledBlock>()
+            .is_some_and(PooledBlock::in_capture_pool)
+        {
+            continue;
+        }
         drop(capture.record(KeptAlive::Buffer((*buf).clone())));
     }
 }
@@ -52,6 +64,8 @@ unsafe impl Send for SendGraph {}
 struct CapturedGraph {
     exec: Mutex<SendGraph>,
     _kept: Vec<KeptAlive>,
+    /// The memory its capture allocated (dropped after `exec`, which is destroyed first).
+    _pool: Option<std::sync::Arc<CapturePool>>,
 }
 
 impl Cuda {
@@ -86,16 +100,29 @@ impl Cuda {
             .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL);
         if begun.is_err() {
             drop(self.capture.end()); // back to idle: there is no capture
+        } else {
+            *self.lock_capture_pool() = Some(Default::default());
         }
         self.driver_call("beginning a stream capture", begun)
+    }
+
+    /// The private pool of the capture in progress (`None` outside a capture).
+    pub(super) fn lock_capture_pool(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<CapturePool>>> {
+        self.capture_pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn end_stream_capture(&self) -> Result<Graph> {
         if !self.capture.is_capturing() {
             return Err(cuda_error("end_capture without begin_capture"));
         }
-        // The stream leaves capture mode whatever happened during the capture.
+        // The stream leaves capture mode whatever happened during the capture, and allocations
+        // go back to the shared cache. A failed capture's pool is dropped with its last block.
         let ended = self.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+        let pool = self.lock_capture_pool().take();
         // A refusal of ours names the op, which the driver's "capture invalidated" does not.
         let kept = self.capture.end()?;
         let graph = self
@@ -104,6 +131,7 @@ impl Cuda {
         Ok(Graph::new(Box::new(CapturedGraph {
             exec: Mutex::new(SendGraph(graph)),
             _kept: kept,
+            _pool: pool,
         })))
     }
 

@@ -115,6 +115,8 @@ pub struct Cuda {
     /// The graph capture in progress on `stream`, if any, and what it keeps alive (shared with
     /// `CublasLt`, whose matmuls on this stream are captured too).
     capture: Arc<CaptureSession<KeptAlive>>,
+    /// The private memory pool of the capture in progress (`allocator::CapturePool`).
+    capture_pool: std::sync::Mutex<Option<Arc<allocator::CapturePool>>>,
 }
 
 impl Cuda {
@@ -138,6 +140,7 @@ impl Cuda {
             ctx,
             stream,
             capture: Arc::new(CaptureSession::new("cuda")),
+            capture_pool: std::sync::Mutex::default(),
         })
     }
 
@@ -171,11 +174,13 @@ impl KernelBackend for Cuda {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DeviceBuffer> {
-        // While capturing, only the caching pool may serve (the driver's allocation is not
-        // capturable); the eager step before a capture leaves the step's blocks there, and the
-        // graph then keeps the blocks it froze.
+        // While capturing, only the capture's private pool or the shared cache may serve (the
+        // driver's allocation is not capturable); the eager step before a capture leaves the
+        // step's blocks in the cache, and the graph then owns what its capture took.
         if self.capture.is_capturing() {
-            return match self.allocator.allocate_cached(bytes) {
+            let pool = self.lock_capture_pool().clone();
+            let block = pool.and_then(|pool| self.allocator.allocate_in_capture(bytes, &pool));
+            return match block {
                 Some(block) => Ok(DeviceBuffer::new(bytes, Box::new(block))),
                 None => self
                     .capture
