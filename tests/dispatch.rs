@@ -50,29 +50,6 @@ impl RecordingExt for Arc<Counting> {
     }
 }
 
-/// Defines `<name>::emu` and `<name>::cuda` running `body(&Arc<Recording>)`; the GPU twin is
-/// skipped with a printed reason when there is no usable GPU.
-macro_rules! on_every_backend {
-    ($name:ident, $body:path) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn emu() {
-                $body(&Counting::new(Arc::new(Emu::default())));
-            }
-
-            #[test]
-            fn cuda() {
-                match Cuda::new(0) {
-                    Ok(gpu) => $body(&Counting::new(Arc::new(gpu))),
-                    Err(e) => recur::testing::skip_cuda(module_path!(), e),
-                }
-            }
-        }
-    };
-}
-
 // ---- inputs -------------------------------------------------------------------------------------
 
 /// A fresh seed per run (or `RECUR_TEST_SEED`), printed so a failure can be repeated.
@@ -360,7 +337,7 @@ fn check_elementwise(dev: &Arc<Recording>) {
             .run(dev, seed, |t, v| Ok(vec![t.scale(&v[0], -0.37)?]));
     }
 }
-on_every_backend!(elementwise, super::check_elementwise);
+recur::counting_test!(elementwise, super::check_elementwise);
 
 fn check_activations(dev: &Arc<Recording>) {
     let seed = fresh_seed("activations");
@@ -389,7 +366,7 @@ fn check_activations(dev: &Arc<Recording>) {
             .run(dev, seed, |t, v| Ok(vec![t.swiglu(&v[0])?]));
     }
 }
-on_every_backend!(activations, super::check_activations);
+recur::counting_test!(activations, super::check_activations);
 
 fn check_reductions(dev: &Arc<Recording>) {
     let seed = fresh_seed("reductions");
@@ -406,7 +383,7 @@ fn check_reductions(dev: &Arc<Recording>) {
             .run(dev, seed, |t, v| Ok(vec![t.mean(&v[0], -1)?]));
     }
 }
-on_every_backend!(reductions, super::check_reductions);
+recur::counting_test!(reductions, super::check_reductions);
 
 // ---- layout -------------------------------------------------------------------------------------
 
@@ -457,7 +434,7 @@ fn check_layout(dev: &Arc<Recording>) {
         .run(dev, seed, |t, v| Ok(vec![t.narrow(&v[0], 1, 16, 81)?]));
     }
 }
-on_every_backend!(layout, super::check_layout);
+recur::counting_test!(layout, super::check_layout);
 
 fn check_argmax(dev: &Arc<Recording>) {
     let seed = fresh_seed("argmax");
@@ -475,7 +452,7 @@ fn check_argmax(dev: &Arc<Recording>) {
         "seed {seed}"
     );
 }
-on_every_backend!(argmax, super::check_argmax);
+recur::counting_test!(argmax, super::check_argmax);
 
 // ---- linear, matmul, embedding ------------------------------------------------------------------
 
@@ -540,7 +517,7 @@ fn check_linear(dev: &Arc<Recording>) {
         .launches(vec![], vec![])
         .run(dev, seed, |t, v| Ok(vec![t.matmul(&v[0], &v[1])?]));
 }
-on_every_backend!(linear, super::check_linear);
+recur::counting_test!(linear, super::check_linear);
 
 fn check_embedding(dev: &Arc<Recording>) {
     let seed = fresh_seed("embedding");
@@ -581,7 +558,7 @@ fn check_embedding(dev: &Arc<Recording>) {
         other => panic!("expected an argument error naming the id, got {other:?}"),
     }
 }
-on_every_backend!(embedding, super::check_embedding);
+recur::counting_test!(embedding, super::check_embedding);
 
 // ---- rope, attention, norms ---------------------------------------------------------------------
 
@@ -608,7 +585,7 @@ fn check_rope(dev: &Arc<Recording>) {
             });
     }
 }
-on_every_backend!(rope, super::check_rope);
+recur::counting_test!(rope, super::check_rope);
 
 fn check_attention(dev: &Arc<Recording>) {
     let seed = fresh_seed("attention");
@@ -655,7 +632,7 @@ fn check_attention(dev: &Arc<Recording>) {
             )?])
         });
 }
-on_every_backend!(attention, super::check_attention);
+recur::counting_test!(attention, super::check_attention);
 
 fn check_norms(dev: &Arc<Recording>) {
     let seed = fresh_seed("norms");
@@ -699,7 +676,7 @@ fn check_norms(dev: &Arc<Recording>) {
         }
     }
 }
-on_every_backend!(norms, super::check_norms);
+recur::counting_test!(norms, super::check_norms);
 
 // ---- losses -------------------------------------------------------------------------------------
 
@@ -764,7 +741,7 @@ fn check_losses(dev: &Arc<Recording>) {
         "nothing is launched for bad labels"
     );
 }
-on_every_backend!(losses, super::check_losses);
+recur::counting_test!(losses, super::check_losses);
 
 // ---- a whole block ------------------------------------------------------------------------------
 
@@ -852,7 +829,7 @@ fn check_post_norm_block(dev: &Arc<Recording>) {
         }
     }
 }
-on_every_backend!(post_norm_block, super::check_post_norm_block);
+recur::counting_test!(post_norm_block, super::check_post_norm_block);
 
 // ---- compute selection and errors ---------------------------------------------------------------
 

@@ -15,8 +15,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use recur::data::sudoku::{generate, Difficulty, Geometry};
 use recur::device::counting::{Counting, Counts};
-use recur::device::cuda::Cuda;
-use recur::device::emu::Emu;
 use recur::models::{
     act_loss, act_step, ActLossSums, ActMetrics, Arch, Batch, Carry, Exploration, Halting,
     ModelConfig, Probe, Reasoner,
@@ -333,25 +331,5 @@ fn check_evaluation_on_device(dev: &Arc<Counting>) {
     }
 }
 
-macro_rules! on_every_backend {
-    ($name:ident, $body:path) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn emu() {
-                $body(&Counting::new(Arc::new(Emu::default())));
-            }
-
-            #[test]
-            fn cuda() {
-                match Cuda::new(0) {
-                    Ok(gpu) => $body(&Counting::new(Arc::new(gpu))),
-                    Err(e) => recur::testing::skip_cuda(module_path!(), e),
-                }
-            }
-        }
-    };
-}
-on_every_backend!(act_on_device, super::check_act_on_device);
-on_every_backend!(evaluation_on_device, super::check_evaluation_on_device);
+recur::counting_test!(act_on_device, super::check_act_on_device);
+recur::counting_test!(evaluation_on_device, super::check_evaluation_on_device);
