@@ -789,4 +789,19 @@ fn cli_graph_on_and_off_train_the_same_model() {
         .unwrap();
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("kernel backend"));
+    assert!(
+        !dir.join("cpu").exists(),
+        "a refused flag leaves no run folder"
+    );
+    // So is a mode that does not exist, before anything is written.
+    let bad = recur()
+        .arg("train")
+        .args(CLI_RUN)
+        .args(["--graph", "maybe", "--out"])
+        .arg(dir.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a graph mode"));
+    assert!(!dir.join("bad").exists());
 }

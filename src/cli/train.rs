@@ -43,6 +43,15 @@ const MODEL_FILE: &str = "model.safetensors";
 const METRICS_FILE: &str = "metrics.jsonl";
 
 pub fn run(args: TrainArgs) -> Result<()> {
+    // Flags are checked before anything is built or written.
+    let graph_mode: GraphMode = args.graph.parse()?;
+    let compute = args.device.compute()?;
+    if graph_mode == GraphMode::On && compute.kernels().is_none() {
+        return Err(Error::arg(
+            "--graph",
+            "on needs a kernel backend (--device emu or cuda); the CPU reference has no graphs",
+        ));
+    }
     if let Some(n) = args.threads {
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -101,14 +110,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let meta_json = serde_json::to_string_pretty(&data.meta).expect("metadata serialises");
-    let compute = args.device.compute()?;
-    let graph_mode: GraphMode = args.graph.parse()?;
-    if graph_mode == GraphMode::On && compute.kernels().is_none() {
-        return Err(Error::arg(
-            "--graph",
-            "on needs a kernel backend (--device emu or cuda); the CPU reference has no graphs",
-        ));
-    }
     let mut trainer = Trainer::new(cfg, data, compute)?;
     trainer.graph_mode = graph_mode;
     let config_toml = trainer.cfg.to_toml()?;
