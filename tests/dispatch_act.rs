@@ -185,9 +185,12 @@ fn run(
     (out, counts)
 }
 
+/// Losses after a whole segment of f32 work, summed in another order on each side: HRM's
+/// Q-continue loss was seen 2.4e-5 apart with one seed (its target comes from a second, no-grad
+/// segment), so the bound is 1e-4 relative; a wrong loss is off by far more.
 fn close(what: &str, got: f64, want: f64) {
     assert!(
-        (got - want).abs() <= 1e-5 * want.abs().max(1e-3),
+        (got - want).abs() <= 1e-4 * want.abs().max(1e-3),
         "{what}: {got} vs {want}"
     );
 }
