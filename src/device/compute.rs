@@ -8,7 +8,7 @@
 use crate::device::cpu::elementwise as cpu;
 use crate::device::cuda::Cuda;
 use crate::device::emu::Emu;
-use crate::device::{DeviceTensor, KernelBackend};
+use crate::device::{DeviceBuffer, DeviceTensor, KernelBackend};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise as kernels;
@@ -77,35 +77,68 @@ impl Kernels {
         t.into_tensor(&self.backend)
     }
 
-    /// Host tensors copied to the device in ONE upload: packed back to back (each at a
-    /// `PACK_ALIGN`-byte boundary) into one buffer, and returned as views of it, in order. How a
-    /// training step brings its batch and per-step scalars over in a single copy.
+    /// Host tensors copied to the device in ONE upload: packed back to back (`PackedLayout`)
+    /// into one buffer, and returned as views of it, in order. How a step brings its batch and
+    /// per-step scalars over in a single copy on a backend without pinned staging.
     pub fn upload_packed(&self, tensors: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let mut bytes = Vec::new();
-        let mut offsets = Vec::with_capacity(tensors.len());
-        for t in tensors {
-            bytes.resize(bytes.len().next_multiple_of(PACK_ALIGN), 0);
-            offsets.push(bytes.len());
-            bytes.extend_from_slice(t.as_bytes()?);
+        let layout = PackedLayout::of(tensors);
+        let mut bytes = vec![0u8; layout.bytes];
+        for (t, &offset) in tensors.iter().zip(&layout.offsets) {
+            let b = t.as_bytes()?;
+            bytes[offset..offset + b.len()].copy_from_slice(b);
         }
         let buf = self.backend.upload(&bytes)?;
+        layout.views(self, &buf, tensors)
+    }
+}
+
+/// Where packed tensors sit in one buffer: each at a `PACK_ALIGN`-byte boundary, in order.
+pub struct PackedLayout {
+    /// Each tensor's first byte.
+    pub offsets: Vec<usize>,
+    /// The packed length.
+    pub bytes: usize,
+}
+
+impl PackedLayout {
+    pub fn of(tensors: &[&Tensor]) -> PackedLayout {
+        let mut offsets = Vec::with_capacity(tensors.len());
+        let mut end = 0usize;
+        for t in tensors {
+            end = end.next_multiple_of(PACK_ALIGN);
+            offsets.push(end);
+            end += t.numel() * t.dtype().size_in_bytes();
+        }
+        PackedLayout {
+            offsets,
+            bytes: end,
+        }
+    }
+
+    /// The tensors (shapes and dtypes of `tensors`) as views of `buf`, which holds them packed.
+    pub fn views(
+        &self,
+        kernels: &Kernels,
+        buf: &DeviceBuffer,
+        tensors: &[&Tensor],
+    ) -> Result<Vec<Tensor>> {
         tensors
             .iter()
-            .zip(offsets)
-            .map(|(t, offset)| {
+            .zip(&self.offsets)
+            .map(|(t, &offset)| {
                 let len = t.numel() * t.dtype().size_in_bytes();
                 Tensor::from_device(
                     buf.view(offset, len)?,
                     t.shape().clone(),
                     t.dtype(),
-                    self.backend.clone(),
+                    kernels.backend().clone(),
                 )
             })
             .collect()
     }
 }
 
-/// Where `Kernels::upload_packed` starts each tensor: the widest vector load a kernel makes
+/// Where a packed tensor starts: the widest vector load a kernel makes
 /// (and cudaMalloc's own alignment), so a packed view is as aligned as its own allocation.
 pub const PACK_ALIGN: usize = 256;
 

@@ -60,6 +60,26 @@ impl Staging {
         self.memory.bytes
     }
 
+    /// Errors unless a staged upload from this buffer into `dst` copies whole buffers (the same
+    /// length), the check every backend's `upload_staged` makes.
+    pub fn expect_copy_into(
+        &self,
+        op: &'static str,
+        dst: &crate::device::DeviceBuffer,
+    ) -> Result<()> {
+        if dst.len_bytes() != self.len_bytes() {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "{} destination bytes for a {}-byte staging buffer",
+                    dst.len_bytes(),
+                    self.len_bytes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes `data` at byte `offset`, on the host. The caller keeps the double-buffering
     /// contract: no copy that reads this staging may still be pending on the device.
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {

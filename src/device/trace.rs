@@ -131,16 +131,7 @@ impl KernelBackend for Trace {
 
     fn upload_staged(&self, dst: &mut DeviceBuffer, src: &Staging) -> Result<()> {
         Trace::expect_traced("trace upload_staged", dst)?;
-        if dst.len_bytes() != src.len_bytes() {
-            return Err(Error::shape(
-                "trace upload_staged",
-                format!(
-                    "{} destination bytes for {} staged bytes",
-                    dst.len_bytes(),
-                    src.len_bytes()
-                ),
-            ));
-        }
+        src.expect_copy_into("trace upload_staged", dst)?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 //! slot has run (an event), so it fills the next step's inputs while the current one runs. A
 //! backend without staging (the trace backend) gets a fresh upload per step instead.
 
-use crate::device::compute::{Compute, Kernels, PACK_ALIGN};
+use crate::device::compute::{Compute, Kernels, PackedLayout};
 use crate::device::staging::{Event, Staging};
 use crate::device::DeviceBuffer;
 use crate::dtype::DType;
@@ -98,18 +98,6 @@ pub fn stage(
     inputs.placed(placed)
 }
 
-/// Where each packed tensor starts (bytes), and the packed length.
-fn layout(tensors: &[&Tensor]) -> (Vec<usize>, usize) {
-    let mut offsets = Vec::with_capacity(tensors.len());
-    let mut end = 0usize;
-    for t in tensors {
-        end = end.next_multiple_of(PACK_ALIGN);
-        offsets.push(end);
-        end += t.numel() * t.dtype().size_in_bytes();
-    }
-    (offsets, end)
-}
-
 /// Two pinned staging slots and the device buffer they are copied into (see the module doc).
 pub struct InputSlots {
     slots: [Staging; 2],
@@ -126,7 +114,7 @@ impl InputSlots {
     /// Slots for steps whose packed inputs look like `example`'s, or `None` when the backend has
     /// no pinned staging (it then uploads each step afresh).
     pub fn new(kernels: &Kernels, example: &[&Tensor]) -> Result<Option<InputSlots>> {
-        let (_, bytes) = layout(example);
+        let bytes = PackedLayout::of(example).bytes;
         let first = match kernels.alloc_staging(bytes.max(1)) {
             Ok(slot) => slot,
             Err(_) => return Ok(None),
@@ -158,31 +146,19 @@ impl InputSlots {
                  slots and a captured step are laid out for those",
             ));
         }
-        let (offsets, _) = layout(tensors);
+        let layout = PackedLayout::of(tensors);
         let k = (self.uploads % 2) as usize;
         if let Some(event) = self.copied[k].take() {
             kernels.wait_event(&event)?;
         }
         let slot = &self.slots[k];
-        for (t, &offset) in tensors.iter().zip(&offsets) {
+        for (t, &offset) in tensors.iter().zip(&layout.offsets) {
             slot.write(offset, t.as_bytes()?)?;
         }
         let mut device = self.device.clone();
         kernels.upload_staged(&mut device, slot)?;
         self.copied[k] = Some(kernels.record_event()?);
         self.uploads += 1;
-        tensors
-            .iter()
-            .zip(offsets)
-            .map(|(t, offset)| {
-                let len = t.numel() * t.dtype().size_in_bytes();
-                Tensor::from_device(
-                    self.device.view(offset, len)?,
-                    t.shape().clone(),
-                    t.dtype(),
-                    kernels.backend().clone(),
-                )
-            })
-            .collect()
+        layout.views(kernels, &self.device, tensors)
     }
 }

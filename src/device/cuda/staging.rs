@@ -72,16 +72,7 @@ impl Cuda {
                  pinned memory)",
             ));
         }
-        if dst.len_bytes() != src.len_bytes() {
-            return Err(Error::shape(
-                "cuda upload_staged",
-                format!(
-                    "{} destination bytes for a {}-byte staging buffer",
-                    dst.len_bytes(),
-                    src.len_bytes()
-                ),
-            ));
-        }
+        src.expect_copy_into("cuda upload_staged", dst)?;
         if src.len_bytes() == 0 {
             return Ok(());
         }

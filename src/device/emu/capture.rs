@@ -102,16 +102,7 @@ impl Node {
                 "staging buffer of another backend",
             ));
         }
-        if dst.len_bytes() != src.len_bytes() {
-            return Err(Error::shape(
-                "emu upload_staged",
-                format!(
-                    "{} destination bytes for a {}-byte staging buffer",
-                    dst.len_bytes(),
-                    src.len_bytes()
-                ),
-            ));
-        }
+        src.expect_copy_into("emu upload_staged", dst)?;
         Ok(Node::StagedUpload {
             dst: dst.clone(),
             src: src.clone(),
