@@ -13,6 +13,7 @@ pub mod demo;
 pub mod device;
 pub mod dtype;
 pub mod error;
+pub mod exp;
 pub mod kernels;
 pub mod models;
 pub mod nn;

@@ -502,6 +502,30 @@ impl Tensor {
         Ok(Tensor::host(data, shape))
     }
 
+    /// A zero-filled tensor of `dtype` whose bytes `fill` writes in place: layout ops build their
+    /// output in its final storage instead of in a byte buffer that `from_bytes` would copy.
+    pub fn from_bytes_with(
+        shape: impl Into<Shape>,
+        dtype: DType,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Tensor {
+        let shape = shape.into();
+        let n = shape.numel();
+        let mut data = match dtype {
+            DType::F32 => HostData::F32(vec![0.0; n]),
+            DType::BF16 => HostData::BF16(vec![bf16::ZERO; n]),
+            DType::F64 => HostData::F64(vec![0.0; n]),
+            DType::I32 => HostData::I32(vec![0; n]),
+        };
+        fill(match &mut data {
+            HostData::F32(v) => bytemuck::cast_slice_mut(v),
+            HostData::BF16(v) => bytemuck::cast_slice_mut(v),
+            HostData::F64(v) => bytemuck::cast_slice_mut(v),
+            HostData::I32(v) => bytemuck::cast_slice_mut(v),
+        });
+        Tensor::host(data, shape)
+    }
+
     /// Copies to a host Vec of f32 (bf16 and f64 converted). Errors for integer tensors.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
         Ok(match self.real_data("to_vec_f32")? {

@@ -31,14 +31,18 @@ pub enum Activation {
     Exp,
 }
 
-/// The logistic function, computed without overflow for large `|x|`.
+/// The logistic function `1/(1 + e^−x)`. Branch-free so SiLU loops vectorise: for large `−x`
+/// the exponential overflows to +∞ and the result is 0, as it should be.
+#[inline(always)]
 pub fn sigmoid<T: Real>(x: T) -> T {
-    if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (T::one() + e)
-    }
+    T::one() / (T::one() + (-x).vexp())
+}
+
+/// `(silu(x), silu′(x))` from one sigmoid: `x·σ`, `σ·(1 + x·(1 − σ))`.
+#[inline(always)]
+pub fn silu_with_derivative<T: Real>(x: T) -> (T, T) {
+    let s = sigmoid(x);
+    (x * s, s * (T::one() + x * (T::one() - s)))
 }
 
 /// The standard normal CDF `Φ(x) = (1 + erf(x/√2))/2`, computed as `erfc(−x/√2)/2` (libm, in
@@ -87,10 +91,7 @@ impl Activation {
     /// `f′(x)`.
     pub fn derivative<T: Real>(self, x: T) -> T {
         match self {
-            Activation::Silu => {
-                let s = sigmoid(x);
-                s * (T::one() + x * (T::one() - s))
-            }
+            Activation::Silu => silu_with_derivative(x).1,
             Activation::Relu => {
                 if x > T::zero() {
                     T::one()

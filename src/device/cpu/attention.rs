@@ -11,8 +11,9 @@
 //! recomputes `P = exp(Sc − lse)` and applies
 //! `dV = P̃ᵀ·dO`, `dP = (dO·Vᵀ) ⊙ M`, `dSc = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = scale·dSc·K`,
 //! `dK = scale·dScᵀ·Q`. (`rowsum(dP ⊙ P)` equals `rowsum(dO ⊙ O)`, which kernels may use instead.)
-//! Softmax statistics and exponentials are computed in f64; the products are `Real::gemm` on
-//! strided views of the `[B, S, H, hd]` storage, one (batch, head) per rayon task.
+//! Exponentials are computed once per score in the compute type (`Real::vexp`, which vectorises
+//! in f32) and the softmax sums accumulate in f64; the products are `Real::gemm` on strided views
+//! of the `[B, S, H, hd]` storage, one (batch, head) per rayon task.
 //!
 //! # Dropout stream contract (shared with the GPU kernels)
 //!
@@ -194,6 +195,7 @@ fn scores<T: Real>(q: &[T], k: &[T], g: &Geometry, bh: usize, scale: f64, out: &
             out.as_mut_ptr(),
             s as isize,
             1,
+            1,
         );
     }
 }
@@ -234,6 +236,7 @@ fn times_head<T: Real>(
             out.as_mut_ptr(),
             g.head_dim as isize,
             1,
+            1,
         );
     }
 }
@@ -266,13 +269,16 @@ pub fn attention_fwd(
                 let mut probs = vec![T::default(); s * s];
                 scores(qs, ks, &g, bh, resolved.scale, &mut probs);
                 for (i, row) in probs.chunks_mut(s).enumerate() {
-                    let max = row.iter().fold(f64::NEG_INFINITY, |m, x| m.max(x.f64()));
-                    let sum: f64 = row.iter().map(|x| (x.f64() - max).exp()).sum();
-                    let row_lse = max + sum.ln();
-                    lse_rows[i] = T::of(row_lse);
-                    for (j, x) in row.iter_mut().enumerate() {
-                        let p = (x.f64() - row_lse).exp();
-                        *x = T::of(p * resolved.mask(&g, bh, i, j));
+                    let max = row.iter().fold(T::of(f64::NEG_INFINITY), |m, &x| m.max(x));
+                    row.iter_mut().for_each(|x| *x = (*x - max).vexp());
+                    let sum: f64 = row.iter().map(|x| x.f64()).sum();
+                    lse_rows[i] = T::of(max.f64() + sum.ln());
+                    let inv_sum = T::of(1.0 / sum);
+                    row.iter_mut().for_each(|x| *x *= inv_sum);
+                    if resolved.dropout.is_some() {
+                        for (j, x) in row.iter_mut().enumerate() {
+                            *x = T::of(x.f64() * resolved.mask(&g, bh, i, j));
+                        }
                     }
                 }
                 times_head(&probs, false, vs, &g, bh, 1.0, o);
@@ -306,10 +312,10 @@ pub fn attention_bwd(
     dout.shape().expect_eq(op, q.shape())?;
     lse.shape()
         .expect_eq(op, &[g.batch, g.heads, g.seq].into())?;
-    let lse = lse.to_vec_f64()?;
     let (s, hd, bh_count) = (g.seq, g.head_dim, g.batch * g.heads);
     with_real3!(q, k, v, op, |qs, ks, vs| {
         let dos: Vec<T> = dout.to_vec_f64()?.into_iter().map(T::of).collect();
+        let lse: Vec<T> = lse.to_vec_f64()?.into_iter().map(T::of).collect();
         let block = (s * hd).max(1);
         let mut dq = vec![T::default(); bh_count * s * hd];
         let mut dk = dq.clone();
@@ -320,30 +326,46 @@ pub fn attention_bwd(
             .enumerate()
             .with_min_len(g.heads_per_task())
             .for_each(|(bh, ((dq_h, dk_h), dv_h))| {
-                // probs = P, mask = M, dropped = P̃ = P ⊙ M.
-                let mask: Vec<f64> = (0..s * s)
-                    .map(|e| resolved.mask(&g, bh, e / s, e % s))
-                    .collect();
+                // probs = P, mask = M (none without dropout), dropped = P̃ = P ⊙ M.
+                let mask: Option<Vec<T>> = resolved.dropout.map(|_| {
+                    (0..s * s)
+                        .map(|e| T::of(resolved.mask(&g, bh, e / s, e % s)))
+                        .collect()
+                });
                 let mut probs = vec![T::default(); s * s];
                 scores(qs, ks, &g, bh, resolved.scale, &mut probs);
-                let mut dropped = vec![T::default(); s * s];
-                for (e, (p, d)) in probs.iter_mut().zip(&mut dropped).enumerate() {
-                    let prob = (p.f64() - lse[bh * s + e / s]).exp();
-                    *p = T::of(prob);
-                    *d = T::of(prob * mask[e]);
+                for (row, &row_lse) in probs.chunks_mut(s).zip(&lse[bh * s..(bh + 1) * s]) {
+                    row.iter_mut().for_each(|p| *p = (*p - row_lse).vexp());
                 }
-                times_head(&dropped, true, &dos, &g, bh, 1.0, dv_h);
+                let dropped = mask.as_ref().map(|m| {
+                    probs
+                        .iter()
+                        .zip(m)
+                        .map(|(&p, &m)| p * m)
+                        .collect::<Vec<T>>()
+                });
+                times_head(
+                    dropped.as_ref().unwrap_or(&probs),
+                    true,
+                    &dos,
+                    &g,
+                    bh,
+                    1.0,
+                    dv_h,
+                );
 
                 // d_scores = dP = (dO·Vᵀ) ⊙ M, then dSc = P ⊙ (dP − rowsum(dP ⊙ P)) in place.
                 let mut d_scores = vec![T::default(); s * s];
                 scores(&dos, vs, &g, bh, 1.0, &mut d_scores);
-                for (i, row) in d_scores.chunks_mut(s).enumerate() {
-                    let dp: Vec<f64> = (0..s).map(|j| row[j].f64() * mask[i * s + j]).collect();
-                    let p_row = &probs[i * s..(i + 1) * s];
-                    let dot: f64 = dp.iter().zip(p_row).map(|(d, p)| d * p.f64()).sum();
-                    for ((x, d), p) in row.iter_mut().zip(&dp).zip(p_row) {
-                        *x = T::of(p.f64() * (d - dot));
-                    }
+                if let Some(m) = &mask {
+                    d_scores.iter_mut().zip(m).for_each(|(d, &m)| *d *= m);
+                }
+                for (row, p_row) in d_scores.chunks_mut(s).zip(probs.chunks(s)) {
+                    let dot: f64 = row.iter().zip(p_row).map(|(d, p)| d.f64() * p.f64()).sum();
+                    let dot = T::of(dot);
+                    row.iter_mut()
+                        .zip(p_row)
+                        .for_each(|(d, &p)| *d = p * (*d - dot));
                 }
                 times_head(&d_scores, false, ks, &g, bh, resolved.scale, dq_h);
                 times_head(&d_scores, true, qs, &g, bh, resolved.scale, dk_h);

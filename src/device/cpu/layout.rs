@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use crate::with_real;
+use bytemuck::{cast_slice, cast_slice_mut};
 
 /// The one dtype all `inputs` share (there must be at least one).
 fn common_dtype(op: &'static str, inputs: &[&Tensor]) -> Result<DType> {
@@ -64,12 +65,16 @@ struct Run {
 fn copy_runs(op: &'static str, inputs: &[&Tensor], shape: Shape, runs: &[Run]) -> Result<Tensor> {
     let dtype = common_dtype(op, inputs)?;
     let size = dtype.size_in_bytes();
-    let mut out = vec![0u8; shape.numel() * size];
-    for r in runs {
-        let src = &inputs[r.input].as_bytes()?[r.from * size..(r.from + r.len) * size];
-        out[r.to * size..(r.to + r.len) * size].copy_from_slice(src);
-    }
-    Tensor::from_bytes(&out, shape, dtype)
+    let sources = inputs
+        .iter()
+        .map(|t| t.as_bytes())
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::from_bytes_with(shape, dtype, |out| {
+        for r in runs {
+            let src = &sources[r.input][r.from * size..(r.from + r.len) * size];
+            out[r.to * size..(r.to + r.len) * size].copy_from_slice(src);
+        }
+    }))
 }
 
 /// Swaps the last two dimensions: `[..., a, b]` → `[..., b, a]`. It is its own backward.
@@ -79,39 +84,21 @@ pub fn transpose_last2_fwd(x: &Tensor) -> Result<Tensor> {
     // Moved as raw elements of the dtype's width: a transpose never looks at the values, and
     // plain loops beat the per-element index arithmetic of `gather` (TRM-MLP transposes twice
     // per block).
-    // `as_bytes` views storage allocated as the dtype itself, so it is aligned for these casts.
+    // `as_bytes` and the output view storage allocated as the dtype itself, so both are aligned
+    // for these casts.
     let bytes = x.as_bytes()?;
-    let out: Vec<u8> = match x.dtype().size_in_bytes() {
-        2 => as_byte_vec(&transpose_items::<u16>(
-            bytemuck::cast_slice(bytes),
-            items,
-            a,
-            b,
-        )),
-        4 => as_byte_vec(&transpose_items::<u32>(
-            bytemuck::cast_slice(bytes),
-            items,
-            a,
-            b,
-        )),
-        8 => as_byte_vec(&transpose_items::<u64>(
-            bytemuck::cast_slice(bytes),
-            items,
-            a,
-            b,
-        )),
-        n => unreachable!("no dtype is {n} bytes wide"),
-    };
-    Tensor::from_bytes(&out, y_shape, x.dtype())
+    Ok(Tensor::from_bytes_with(y_shape, x.dtype(), |out| {
+        match x.dtype().size_in_bytes() {
+            2 => transpose_items::<u16>(cast_slice(bytes), cast_slice_mut(out), items, a, b),
+            4 => transpose_items::<u32>(cast_slice(bytes), cast_slice_mut(out), items, a, b),
+            8 => transpose_items::<u64>(cast_slice(bytes), cast_slice_mut(out), items, a, b),
+            n => unreachable!("no dtype is {n} bytes wide"),
+        }
+    }))
 }
 
-fn as_byte_vec<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
-}
-
-/// `items` row-major `[a, b]` matrices, each transposed to `[b, a]`.
-fn transpose_items<T: Copy + Default>(src: &[T], items: usize, a: usize, b: usize) -> Vec<T> {
-    let mut out = vec![T::default(); src.len()];
+/// `items` row-major `[a, b]` matrices of `src`, each written transposed (`[b, a]`) to `out`.
+fn transpose_items<T: Copy>(src: &[T], out: &mut [T], items: usize, a: usize, b: usize) {
     for (from, to) in src
         .chunks_exact(a * b)
         .zip(out.chunks_exact_mut(a * b))
@@ -123,7 +110,6 @@ fn transpose_items<T: Copy + Default>(src: &[T], items: usize, a: usize, b: usiz
             }
         }
     }
-    out
 }
 
 /// Joins tensors along `axis`; every other dimension must agree.

@@ -2,9 +2,9 @@
 //! batched `matmul`, forward and backward.
 //!
 //! Every product is `Real::gemm` on strided views, so the transposes that the backward passes
-//! need cost nothing. Large products are split into blocks of output rows (and batch items) that
-//! run on rayon threads; each output element is computed by exactly one GEMM call whatever the
-//! split, so results do not depend on the thread count.
+//! need cost nothing. Large products run on every rayon thread, split over batch items or, inside
+//! the GEMM, over blocks of the output; neither splits a sum, so results do not depend on the
+//! thread count.
 
 use crate::device::cpu::PARALLEL_MIN_ELEMS;
 use crate::dtype::Real;
@@ -16,9 +16,6 @@ use rayon::prelude::*;
 
 /// Below this many multiply-adds a product runs on one thread.
 const GEMM_PARALLEL_MIN_FLOPS: usize = 1 << 20;
-
-/// The fewest output rows one parallel GEMM block computes, so blocks stay worth a thread.
-const GEMM_MIN_BLOCK_ROWS: usize = 16;
 
 /// A batch of matrices in a slice, read through strides: a transpose is a stride swap, and a
 /// batch stride of 0 repeats one matrix for every batch item.
@@ -86,47 +83,52 @@ fn batched_gemm<T: Real>(
     a.assert_covers(batch, m, k);
     b.assert_covers(batch, k, n);
     let beta = if accumulate { T::one() } else { T::zero() };
-    // Computes rows `first_row..` of item `item` into `block` (whole rows of c[item]).
-    let run_block = |item: usize, first_row: usize, block: &mut [T]| {
-        let rows = block.len() / n;
-        let a_offset = item * a.batch_stride + first_row * a.row_stride;
-        let b_offset = item * b.batch_stride;
+    // Computes item `item` into `ci` on `threads` threads.
+    let run_item = |item: usize, ci: &mut [T], threads: usize| {
         // SAFETY: `assert_covers` checked that every element the views address lies inside
-        // `a.data` and `b.data` (and k = 0 reads nothing); `block` is an exclusive, contiguous
-        // `rows × n` slice.
+        // `a.data` and `b.data` (and k = 0 reads nothing); `ci` is an exclusive, contiguous
+        // `m × n` slice.
         unsafe {
             T::gemm(
-                rows,
+                m,
                 k,
                 n,
                 T::one(),
-                a.data.as_ptr().add(a_offset.min(a.data.len())),
+                a.data
+                    .as_ptr()
+                    .add((item * a.batch_stride).min(a.data.len())),
                 a.row_stride as isize,
                 a.col_stride as isize,
-                b.data.as_ptr().add(b_offset.min(b.data.len())),
+                b.data
+                    .as_ptr()
+                    .add((item * b.batch_stride).min(b.data.len())),
                 b.row_stride as isize,
                 b.col_stride as isize,
                 beta,
-                block.as_mut_ptr(),
+                ci.as_mut_ptr(),
                 n as isize,
                 1,
+                threads,
             )
         }
     };
-    if batch * m * n * k < GEMM_PARALLEL_MIN_FLOPS && c.len() < PARALLEL_MIN_ELEMS {
+    let threads = rayon::current_num_threads();
+    if batch * m * n * k < GEMM_PARALLEL_MIN_FLOPS || threads == 1 {
         c.chunks_mut(m * n)
             .enumerate()
-            .for_each(|(item, ci)| run_block(item, 0, ci));
-        return;
-    }
-    // Enough blocks to keep every thread busy, none smaller than GEMM_MIN_BLOCK_ROWS rows.
-    let blocks_wanted = (4 * rayon::current_num_threads()).div_ceil(batch);
-    let block_rows = m.div_ceil(blocks_wanted).max(GEMM_MIN_BLOCK_ROWS).min(m);
-    c.par_chunks_mut(m * n).enumerate().for_each(|(item, ci)| {
-        ci.par_chunks_mut(block_rows * n)
+            .for_each(|(item, ci)| run_item(item, ci, 1));
+    } else if batch >= threads {
+        // Enough items to keep every thread busy with whole products.
+        c.par_chunks_mut(m * n)
             .enumerate()
-            .for_each(|(blk, block)| run_block(item, blk * block_rows, block))
-    });
+            .for_each(|(item, ci)| run_item(item, ci, 1));
+    } else {
+        // The GEMM splits each product over blocks of its output itself, packing each operand
+        // once rather than once per block.
+        c.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(item, ci)| run_item(item, ci, threads));
+    }
 }
 
 /// The sizes of one `linear` call: `rows` vectors of `in_features` mapped to `out_features`.

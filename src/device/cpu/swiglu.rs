@@ -2,7 +2,7 @@
 //! backward. As the official `chunk(2)`: gate is the first half of the last dimension, up the
 //! second.
 
-use crate::device::cpu::activation::Activation;
+use crate::device::cpu::activation::{silu_with_derivative, Activation};
 use crate::device::cpu::for_each_row;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -55,9 +55,13 @@ pub fn swiglu_bwd(gate_up: &Tensor, dy: &Tensor) -> Result<Tensor> {
             let (gate, up) = v[r * 2 * inter..(r + 1) * 2 * inter].split_at(inter);
             let dy_row = &g[r * inter..(r + 1) * inter];
             let (d_gate, d_up) = out.split_at_mut(inter);
-            for j in 0..inter {
-                d_gate[j] = dy_row[j] * up[j] * Activation::Silu.derivative(gate[j]);
-                d_up[j] = dy_row[j] * Activation::Silu.value(gate[j]);
+            // One sigmoid per element serves SiLU and its derivative; zipped slices (no
+            // indexing) let the loop vectorise.
+            let inputs = gate.iter().zip(up).zip(dy_row);
+            for ((dg, du), ((&g, &u), &d)) in d_gate.iter_mut().zip(d_up).zip(inputs) {
+                let (silu, silu_derivative) = silu_with_derivative(g);
+                *dg = d * u * silu_derivative;
+                *du = d * silu;
             }
         });
         Ok(Tensor::from_real(
