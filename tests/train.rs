@@ -8,6 +8,7 @@ use recur::models::{
 };
 use recur::tape::Compute;
 use recur::testing::rel_l2;
+use recur::train::config::preset_names;
 use recur::train::{dataset, RunConfig, Trainer};
 use recur::{DType, Params, Tape, Tensor};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ fn small_config(extra: &[&str]) -> RunConfig {
 }
 
 fn small_config_of(preset: &str, extra: &[&str]) -> RunConfig {
-    let mut overrides: Vec<String> = [
+    let mut overrides = to_strings(&[
         "data.size=4",
         "train_puzzles=64",
         "test_puzzles=16",
@@ -30,12 +31,13 @@ fn small_config_of(preset: &str, extra: &[&str]) -> RunConfig {
         "time_limit_s=0",
         "halt_max_steps=3",
         "lr_warmup_steps=2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    overrides.extend(extra.iter().map(|s| s.to_string()));
+    ]);
+    overrides.extend(to_strings(extra));
     RunConfig::load(preset, &overrides).unwrap()
+}
+
+fn to_strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
 fn trainer(cfg: RunConfig) -> Trainer {
@@ -349,7 +351,7 @@ fn config_overrides_are_checked() {
     assert!(err.to_string().contains("trm-cpu"), "{err}");
     let cfg = RunConfig::load("trm-cpu", &["lr=1".into(), "model.hidden_size=32".into()]).unwrap();
     assert_eq!((cfg.train.lr, cfg.model.hidden_size), (1.0, 32));
-    for preset in recur::train::config::preset_names() {
+    for preset in preset_names() {
         RunConfig::load(preset, &[]).unwrap();
     }
     let paper = RunConfig::load("trm-att-sudoku", &[]).unwrap();
@@ -363,28 +365,83 @@ fn config_overrides_are_checked() {
     assert_eq!(recur::train::trainer::total_steps(&trm, 1000), 65_104);
 }
 
+/// Every built-in preset's data builds exactly as written. With `test_puzzles = 0` (the paper
+/// presets) the held-out set is every distinct puzzle the training set leaves; the bundled set
+/// repeats some questions, and they must not eat into the 1000 training puzzles.
 #[test]
-fn paper_presets_build_their_data() {
-    // `test_puzzles = 0` holds out every distinct puzzle the training subsample leaves. The
-    // bundled set repeats some questions; they must not eat into the 1000 training puzzles.
-    let cfg = RunConfig::load("trm-att-sudoku", &[]).unwrap();
-    for preset in ["trm-mlp-sudoku", "hrm-sudoku"] {
+fn every_preset_builds_its_data_as_written() {
+    let mut built: Vec<recur::train::config::DataConfig> = Vec::new();
+    let mut all_but_with_repeats = 0;
+    for preset in preset_names() {
+        let cfg = RunConfig::load(preset, &[]).unwrap().data;
+        // The paper presets share one [data]; it is built once.
+        if built.contains(&cfg) {
+            continue;
+        }
+        let data = dataset::build(&cfg).unwrap_or_else(|e| panic!("{preset}: {e}"));
+        let split = &data.meta.split;
+        let distinct = split.input_count - split.duplicates_removed;
+        let held_out = match cfg.test_puzzles {
+            0 => distinct - cfg.train_puzzles,
+            n => n,
+        };
         assert_eq!(
-            RunConfig::load(preset, &[]).unwrap().data,
-            cfg.data,
+            (data.train.len(), data.test.len()),
+            (cfg.train_puzzles, held_out),
             "{preset}"
         );
+        let train: std::collections::HashSet<_> = data.train.iter().map(|p| &p.question).collect();
+        assert!(
+            data.test.iter().all(|p| !train.contains(&p.question)),
+            "{preset}: a training question is held out"
+        );
+        if cfg.test_puzzles == 0 && split.duplicates_removed > 0 {
+            all_but_with_repeats += 1;
+        }
+        built.push(cfg);
     }
-    let data = dataset::build(&cfg.data).unwrap();
-    assert_eq!(data.train.len(), cfg.data.train_puzzles);
-    let split = &data.meta.split;
-    assert!(split.duplicates_removed > 0, "the case this test is for");
-    assert_eq!(
-        data.train.len() + data.test.len(),
-        split.input_count - split.duplicates_removed
-    );
-    let train: std::collections::HashSet<_> = data.train.iter().map(|p| &p.question).collect();
-    assert!(data.test.iter().all(|p| !train.contains(&p.question)));
+    assert!(all_but_with_repeats > 0, "the case this test is for");
+}
+
+/// Asking for more puzzles than the data has distinct questions is an error that names the data,
+/// the counts, and the fields to change, whichever way the held-out size is given.
+#[test]
+fn too_few_distinct_puzzles_is_a_clear_error() {
+    let data = |sets: &[&str]| {
+        RunConfig::load("trm-att-sudoku", &to_strings(sets))
+            .unwrap()
+            .data
+    };
+    let distinct = recur::data::sudoku::TDOKU_PUZZLES - 131;
+    let all_for_training = format!("train_puzzles={distinct}");
+    for (sets, words) in [
+        (
+            vec![all_for_training.as_str()],
+            vec![format!(
+                "{distinct} training puzzles and at least 1 held-out one"
+            )],
+        ),
+        (
+            vec!["train_puzzles=1000", "test_puzzles=99000"],
+            vec![
+                format!("{distinct} distinct questions (131 repeated questions dropped"),
+                format!(
+                    "leave {} for training after 99000 held out, 1000 asked",
+                    distinct - 99000
+                ),
+            ],
+        ),
+    ] {
+        let err = dataset::build(&data(&sets)).err().unwrap().to_string();
+        assert!(err.contains("bundled tdoku"), "{err}");
+        assert!(
+            err.contains("lower data.train_puzzles or data.test_puzzles"),
+            "{err}"
+        );
+        for w in words {
+            assert!(err.contains(&w), "{w:?} not in {err}");
+        }
+    }
 }
 
 // ---- the command line -------------------------------------------------------------------
