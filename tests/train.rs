@@ -579,6 +579,76 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("cells"));
 }
 
+/// Every built-in preset trains from the command line: one step at batch 2 on the CPU, its loss
+/// finite and positive in metrics.jsonl, and a model file that reloads as the preset's model.
+/// The final evaluation runs every held-out puzzle through all `halt_max_steps` segments; for the
+/// paper presets (98,633 puzzles, 16 segments) that is hours on a CPU, so here it gets one puzzle
+/// and one segment. The presets' data as written is `every_preset_builds_its_data_as_written`'s.
+/// The cost is the paper models' arithmetic (about 90 GFLOP for one TRM-Att step at batch 2),
+/// not the data (half a second for the bundled set).
+#[test]
+fn every_preset_trains_one_step_from_the_command_line() {
+    use recur::train::model_file::{instantiate, read_model};
+    const SETS: &[&str] = &[
+        "global_batch_size=2",
+        "total_steps=1",
+        "eval_interval=0",
+        "checkpoint_interval=0",
+        "test_puzzles=1",
+        "halt_max_steps=1",
+    ];
+    let root = tempdir("presets");
+    for preset in preset_names() {
+        let started = std::time::Instant::now();
+        let run = root.join(preset);
+        succeed(
+            recur()
+                .args(["train", "--device", "cpu", "--preset", preset, "--out"])
+                .arg(&run)
+                .args(SETS.iter().flat_map(|s| ["--set", s])),
+        );
+        let records: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+            records.iter().filter(|r| r["kind"] == kind).collect()
+        };
+        let steps = of_kind("train");
+        assert_eq!(steps.len(), 1, "{preset}: {records:?}");
+        assert_eq!(steps[0]["step"], 1, "{preset}");
+        let loss = steps[0]["loss"].as_f64().unwrap();
+        assert!(loss.is_finite() && loss > 0.0, "{preset}: loss {loss}");
+        let evals = of_kind("eval");
+        assert_eq!(evals.len(), 1, "{preset}: only the final evaluation");
+        assert_eq!(evals[0]["puzzles"], 1, "{preset}");
+        assert_eq!(
+            evals[0]["exact_by_step"].as_array().map(Vec::len),
+            Some(1),
+            "{preset}"
+        );
+
+        // The model file holds the step and the preset's model: every parameter and buffer
+        // present with its shape.
+        let path = run.join("model.safetensors");
+        let file = read_model(&path).unwrap();
+        assert_eq!(file.step, Some(1), "{preset}");
+        let recorded = RunConfig::from_toml(file.config_toml.as_deref().unwrap(), preset, &[])
+            .unwrap()
+            .model;
+        let mut expected = RunConfig::load(preset, &to_strings(SETS)).unwrap().model;
+        // "auto" is resolved when training starts and recorded as what ran.
+        expected.forward_dtype = recorded.forward_dtype;
+        assert_eq!(recorded, expected, "{preset}");
+        instantiate(&recorded, &file, &path).unwrap_or_else(|e| panic!("{preset}: {e}"));
+
+        eprintln!("{preset}: {:.1} s", started.elapsed().as_secs_f64());
+        // The paper presets' model and state files are hundreds of MB.
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_to_the_same_model_as_an_uninterrupted_one() {
     let dir = tempdir("kill");
