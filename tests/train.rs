@@ -553,7 +553,7 @@ fn cli_trains_evaluates_solves_and_refuses_to_overwrite() {
             .args(["eval", "--device", "cpu", "--checkpoint"])
             .arg(&ckpt),
     );
-    let depth = std::fs::read_to_string(run.join("depth.csv")).unwrap();
+    let depth = std::fs::read_to_string(run.join("eval-heldout/depth.csv")).unwrap();
     assert_eq!(depth.lines().count(), 1 + 3, "{depth}");
 
     let solve = succeed(
@@ -646,6 +646,128 @@ fn every_preset_trains_one_step_from_the_command_line() {
         eprintln!("{preset}: {:.1} s", started.elapsed().as_secs_f64());
         // The paper presets' model and state files are hundreds of MB.
         std::fs::remove_dir_all(&run).unwrap();
+    }
+}
+
+/// Puzzles a depth.csv scored: its `halted_here` column counts every puzzle once.
+fn puzzles_in_depth_csv(path: &Path) -> f64 {
+    let (header, rows) = recur::report::csv::read_csv(path).unwrap();
+    let column = header.iter().position(|h| h == "halted_here").unwrap();
+    rows.iter().map(|r| r[column].parse::<f64>().unwrap()).sum()
+}
+
+/// `recur eval` replaces no file it did not make: the training run's depth curve stays as the run
+/// wrote it, each evaluation gets a new folder beside the checkpoint and says which, a failed one
+/// leaves no folder, and an `--out` holding an evaluation is refused unless `--force`.
+#[test]
+fn eval_writes_a_folder_of_its_own_and_never_overwrites() {
+    let dir = tempdir("eval-out");
+    let run = dir.join("run");
+    succeed(&mut train(&run, &["--set", "total_steps=4"]));
+    let ckpt = run.join("model.safetensors");
+    let run_files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    assert_eq!(puzzles_in_depth_csv(&run.join("depth.csv")), 16.0);
+
+    let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 7).unwrap();
+    let mut csv = String::from("source,question,answer,rating\n");
+    for p in &puzzles {
+        csv += &format!("gen,{},{},0\n", p.question_string(), p.answer_string());
+    }
+    let input = dir.join("other.csv");
+    std::fs::write(&input, csv).unwrap();
+    let eval = |extra: &[&str]| {
+        let mut c = recur();
+        c.args(["eval", "--device", "cpu", "--checkpoint"])
+            .arg(&ckpt)
+            .arg("--input")
+            .arg(&input)
+            .args(extra);
+        c
+    };
+    let stdout = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let says_it_wrote = |out: &std::process::Output, folder: &Path| {
+        let text = stdout(out);
+        let csv = folder.join("depth.csv").display().to_string();
+        let png = folder.join("depth.png").display().to_string();
+        assert!(text.contains(&format!("wrote {csv} and {png}")), "{text}");
+    };
+
+    let first = succeed(&mut eval(&[]));
+    let first_dir = run.join("eval-other");
+    says_it_wrote(&first, &first_dir);
+    assert_eq!(puzzles_in_depth_csv(&first_dir.join("depth.csv")), 5.0);
+    assert!(first_dir.join("depth.png").is_file());
+    let first_csv = std::fs::read(first_dir.join("depth.csv")).unwrap();
+
+    // The same input again: a second folder; the first keeps its own scores.
+    let second = succeed(&mut eval(&["--limit", "2"]));
+    let second_dir = run.join("eval-other-2");
+    says_it_wrote(&second, &second_dir);
+    assert_eq!(puzzles_in_depth_csv(&second_dir.join("depth.csv")), 2.0);
+    assert_eq!(
+        std::fs::read(first_dir.join("depth.csv")).unwrap(),
+        first_csv
+    );
+
+    // Without --input the held-out split is scored, into a folder named for it.
+    let held_out = succeed(
+        recur()
+            .args(["eval", "--device", "cpu", "--limit", "3", "--checkpoint"])
+            .arg(&ckpt),
+    );
+    says_it_wrote(&held_out, &run.join("eval-heldout"));
+    assert_eq!(
+        puzzles_in_depth_csv(&run.join("eval-heldout/depth.csv")),
+        3.0
+    );
+
+    // A failed evaluation leaves no folder behind.
+    let failed = recur()
+        .args(["eval", "--device", "cpu", "--checkpoint"])
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(dir.join("missing.csv"))
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(!run.join("eval-missing").exists());
+
+    // An explicit --out that holds an evaluation (or the run itself) is refused before anything
+    // runs, and replaced only with --force.
+    for taken in [&first_dir, &run] {
+        let refused = eval(&["--out", taken.to_str().unwrap()]).output().unwrap();
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("depth.csv already exists") && stderr.contains("--force"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(first_dir.join("depth.csv")).unwrap(),
+        first_csv
+    );
+    let forced = succeed(&mut eval(&[
+        "--out",
+        first_dir.to_str().unwrap(),
+        "--force",
+        "--limit",
+        "1",
+    ]));
+    says_it_wrote(&forced, &first_dir);
+    assert_eq!(puzzles_in_depth_csv(&first_dir.join("depth.csv")), 1.0);
+
+    // The training run's own files are byte for byte what training wrote.
+    for (path, bytes) in &run_files {
+        assert!(
+            std::fs::read(path).unwrap() == *bytes,
+            "{} changed",
+            path.display()
+        );
     }
 }
 
