@@ -964,7 +964,7 @@ fn parse_puzzle_string_accepts_all_sizes_and_names_problems() {
 fn split_dedupes_never_overlaps_and_records_metadata() {
     let mut pool: Vec<Puzzle> = bundled().iter().step_by(20).take(3000).cloned().collect();
     pool.extend(pool[..100].to_vec()); // exact duplicates
-    let s = split(pool.clone(), 500, 9).unwrap();
+    let s = split(pool.clone(), HeldOut::Count(500), 9).unwrap();
     let train: HashSet<&Vec<u8>> = s.train.iter().map(|p| &p.question).collect();
     let test: HashSet<&Vec<u8>> = s.test.iter().map(|p| &p.question).collect();
     assert!(train.is_disjoint(&test));
@@ -998,11 +998,11 @@ fn split_dedupes_never_overlaps_and_records_metadata() {
     assert_eq!(serde_json::from_str::<SplitMeta>(&json).unwrap(), *m);
 
     assert_eq!(
-        split(pool.clone(), 500, 9).unwrap(),
+        split(pool.clone(), HeldOut::Count(500), 9).unwrap(),
         s,
         "deterministic per seed"
     );
-    let other = split(pool.clone(), 500, 10).unwrap();
+    let other = split(pool.clone(), HeldOut::Count(500), 10).unwrap();
     let overlap = other
         .test
         .iter()
@@ -1012,12 +1012,47 @@ fn split_dedupes_never_overlaps_and_records_metadata() {
         overlap < 250,
         "another seed draws another test set ({overlap} shared)"
     );
-    let err = split(pool.clone(), 3001, 0).unwrap_err().to_string();
+    let err = split(pool.clone(), HeldOut::Count(3001), 0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("3000 distinct"), "{err}");
-    assert!(split(Vec::new(), 0, 0).is_err());
+    assert!(split(Vec::new(), HeldOut::Count(0), 0).is_err());
     let mut mixed = pool[..10].to_vec();
     mixed.extend(generate(Geometry::of_size(4).unwrap(), Difficulty::Easy, 1, 0).unwrap());
-    assert!(split(mixed, 2, 0).is_err());
+    assert!(split(mixed, HeldOut::Count(2), 0).is_err());
+}
+
+/// "Hold out all but N" is counted after deduplication, so repeated questions never eat into the
+/// N training puzzles (the bundled set repeats 131 questions; counting rows once left 869 of
+/// 1000); asking for more than there are is an error that gives both counts.
+#[test]
+fn holding_out_all_but_n_leaves_exactly_n_for_training_despite_repeats() {
+    let mut pool: Vec<Puzzle> = bundled().iter().step_by(20).take(3000).cloned().collect();
+    pool.extend(pool[..100].to_vec());
+    let s = split(pool.clone(), HeldOut::AllBut(1000), 4).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (1000, 2000));
+    assert_eq!(s.meta.duplicates_removed, 100);
+    let train: HashSet<&Vec<u8>> = s.train.iter().map(|p| &p.question).collect();
+    assert!(s.test.iter().all(|p| !train.contains(&p.question)));
+    // The same seed draws the same test set as asking for its size directly.
+    assert_eq!(s, split(pool.clone(), HeldOut::Count(2000), 4).unwrap());
+
+    assert_eq!(
+        split(pool.clone(), HeldOut::AllBut(2999), 4)
+            .unwrap()
+            .test
+            .len(),
+        1
+    );
+    let err = split(pool, HeldOut::AllBut(3000), 4)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("3000 training puzzles")
+            && err.contains("only 3000 distinct")
+            && err.contains("100 repeated questions dropped from 3100"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -1035,7 +1070,7 @@ fn subsample_is_a_seeded_subset() {
     assert!(a.iter().all(|p| questions.contains(&p.question)));
     assert!(subsample(&pool, pool.len() + 1, 0).is_err());
 
-    let s = split(pool, 400, 3).unwrap();
+    let s = split(pool, HeldOut::Count(400), 3).unwrap();
     let test_before = s.test.clone();
     let pool_count = s.train.len();
     let small = s.subsample_train(1000, 77).unwrap();

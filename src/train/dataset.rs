@@ -3,7 +3,8 @@
 //! subsampled with a recorded seed.
 
 use crate::data::sudoku::{
-    bundled_tdoku, generate, load_csv, split, Difficulty, Geometry, LoadOptions, Puzzle, SplitMeta,
+    bundled_tdoku, generate, load_csv, split, Difficulty, Geometry, HeldOut, LoadOptions, Puzzle,
+    SplitMeta,
 };
 use crate::error::{Error, Result};
 use crate::train::config::{DataConfig, DataSource};
@@ -71,38 +72,39 @@ pub fn build(cfg: &DataConfig) -> Result<SudokuData> {
             (puzzles, cfg.csv.clone(), report.skipped)
         }
     };
-    let available = puzzles.len();
-    // "All that remain" counts distinct questions: the split drops duplicates first, so counting
-    // rows would leave fewer than `train_puzzles` for training (the bundled set has 131).
-    let distinct = puzzles
-        .iter()
-        .map(|p| &p.question)
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let test_count = match cfg.test_puzzles {
-        0 => distinct.saturating_sub(cfg.train_puzzles),
-        n => n,
+    // With `test_puzzles = 0` the split itself holds out "all the rest": only it knows how many
+    // distinct puzzles there are (the bundled set repeats 131 questions).
+    let held_out = match cfg.test_puzzles {
+        0 => HeldOut::AllBut(cfg.train_puzzles),
+        n => HeldOut::Count(n),
     };
-    if cfg.train_puzzles + test_count > available || test_count == 0 {
-        return Err(Error::arg(
-            "dataset",
-            format!(
-                "{source}: {available} puzzles cannot give {} training and {} held-out ones",
-                cfg.train_puzzles,
-                test_count.max(1)
-            ),
-        ));
+    if puzzles.is_empty() {
+        return Err(Error::arg("dataset", format!("{source}: no puzzles")));
     }
-    let parts = split(puzzles, test_count, cfg.seed)?;
-    if parts.train.len() < cfg.train_puzzles {
-        return Err(Error::arg(
+    // The split's argument errors now all mean too few puzzles, the user's to fix in the config:
+    // say which data and which fields.
+    let too_few = |why: String| {
+        Error::arg(
             "dataset",
-            format!(
-                "{source}: only {} distinct puzzles remain for training after the split, {} asked",
-                parts.train.len(),
-                cfg.train_puzzles
-            ),
-        ));
+            format!("{source}: {why}; lower data.train_puzzles or data.test_puzzles"),
+        )
+    };
+    let parts = split(puzzles, held_out, cfg.seed).map_err(|e| match e {
+        Error::Arg { msg, .. } => too_few(msg),
+        other => other,
+    })?;
+    if parts.train.len() < cfg.train_puzzles {
+        let m = &parts.meta;
+        return Err(too_few(format!(
+            "{} distinct questions ({} repeated questions dropped from {}) leave {} for training \
+             after {} held out, {} asked",
+            m.input_count - m.duplicates_removed,
+            m.duplicates_removed,
+            m.input_count,
+            parts.train.len(),
+            parts.test.len(),
+            cfg.train_puzzles,
+        )));
     }
     let parts = parts.subsample_train(cfg.train_puzzles, cfg.seed)?;
     let geometry = parts.train[0].geometry;

@@ -30,4 +30,4 @@ pub use geometry::Geometry;
 pub use loader::{load_csv, parse_csv, LoadOptions, LoadReport};
 pub use puzzle::{cells_to_string, Puzzle};
 pub use solver::{count_solutions, rate, solve, Solver};
-pub use split::{split, subsample, Split, SplitMeta};
+pub use split::{split, subsample, HeldOut, Split, SplitMeta};

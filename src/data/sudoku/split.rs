@@ -7,7 +7,10 @@
 //!
 //! Puzzles are deduplicated by question before splitting, so no question is in both sets.
 //! (Sudoku-Extreme goes further and keeps symmetry-equivalent puzzles on one side; that needs a
-//! canonical form under the symmetry group and is not done here.)
+//! canonical form under the symmetry group and is not done here.) Because only the split knows how
+//! many distinct puzzles there are, "hold out all but N" is asked of it (`HeldOut::AllBut`) rather
+//! than counted by the caller: a caller counting rows, or deduplicating by a rule of its own, would
+//! leave fewer than N for training whenever the input repeats a question.
 
 use super::encoding::{seq_len, vocab_size};
 use super::geometry::Geometry;
@@ -47,9 +50,19 @@ pub struct SplitMeta {
     pub seq_len: usize,
 }
 
-/// Deduplicates by question (keeping the first), then puts `test_count` random puzzles in `test`
+/// How many of the distinct puzzles `split` holds out for testing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldOut {
+    /// Exactly this many.
+    Count(usize),
+    /// Every distinct puzzle but this many, which stay for training; at least one is held out.
+    /// Counted after deduplication, so training gets exactly this many.
+    AllBut(usize),
+}
+
+/// Deduplicates by question (keeping the first), then puts `held_out` random puzzles in `test`
 /// and the rest in `train`. Both keep the input order.
-pub fn split(puzzles: Vec<Puzzle>, test_count: usize, seed: u64) -> Result<Split> {
+pub fn split(puzzles: Vec<Puzzle>, held_out: HeldOut, seed: u64) -> Result<Split> {
     const OP: &str = "sudoku::split";
     let geometry = common_geometry(OP, &puzzles)?;
     let input_count = puzzles.len();
@@ -58,22 +71,37 @@ pub fn split(puzzles: Vec<Puzzle>, test_count: usize, seed: u64) -> Result<Split
         .into_iter()
         .filter(|p| seen.insert(p.question.clone()))
         .collect();
-    if test_count > unique.len() {
-        return Err(Error::arg(
-            OP,
-            format!(
-                "{test_count} test puzzles asked, only {} distinct questions",
-                unique.len()
-            ),
-        ));
-    }
+    let distinct = unique.len();
+    let repeats = match input_count - distinct {
+        0 => String::new(),
+        n => format!(" ({n} repeated questions dropped from {input_count})"),
+    };
+    let test_count = match held_out {
+        HeldOut::Count(n) if n <= distinct => n,
+        HeldOut::AllBut(train) if train < distinct => distinct - train,
+        HeldOut::Count(n) => {
+            return Err(Error::arg(
+                OP,
+                format!("{n} test puzzles asked, only {distinct} distinct questions{repeats}"),
+            ))
+        }
+        HeldOut::AllBut(train) => {
+            return Err(Error::arg(
+                OP,
+                format!(
+                    "{train} training puzzles and at least 1 held-out one asked, only {distinct} \
+                     distinct questions{repeats}"
+                ),
+            ))
+        }
+    };
     let mut in_test = vec![false; unique.len()];
     for i in pick(unique.len(), test_count, seed) {
         in_test[i] = true;
     }
     let sources: BTreeSet<&str> = unique.iter().map(|p| p.source.as_str()).collect();
     let sources = sources.into_iter().map(str::to_string).collect();
-    let duplicates_removed = input_count - unique.len();
+    let duplicates_removed = input_count - distinct;
     let (test, train): (Vec<_>, Vec<_>) = unique
         .into_iter()
         .zip(in_test)
