@@ -50,6 +50,16 @@ pub enum Command {
     Profile(profile::ProfileArgs),
 }
 
+/// Sets rayon's global pool to `threads` workers (default: all cores). Only fails if a pool
+/// already exists, which cannot happen this early in a CLI run.
+fn set_cpu_threads(threads: Option<usize>) {
+    if let Some(n) = threads {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
