@@ -5,6 +5,29 @@
 use crate::device::{DeviceBuffer, KernelBackend};
 use crate::error::{Error, Result};
 use crate::kernels::copy::copy_bytes;
+use clap::ValueEnum;
+
+/// Where a benchmark runs: `recur bench`'s and `recur bench step`'s `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchDevice {
+    /// The CPU reference.
+    Cpu,
+    /// The CUDA kernels emulated on the CPU.
+    Emu,
+    /// GPU 0.
+    Cuda,
+}
+
+impl BenchDevice {
+    /// The flag's value, as the reports name the device.
+    pub fn flag(self) -> &'static str {
+        match self {
+            BenchDevice::Cpu => "cpu",
+            BenchDevice::Emu => "emu",
+            BenchDevice::Cuda => "cuda",
+        }
+    }
+}
 
 /// The timing of one benchmarked call.
 #[derive(Clone, Copy, Debug)]
@@ -117,4 +140,7 @@ pub fn roofline_table(device: &str, copy_gbs: f64, rows: &[RooflineRow]) -> Stri
 }
 
 pub mod fused;
+pub mod peak_memory;
+pub mod step;
 pub mod suite;
+pub mod synthetic_data;

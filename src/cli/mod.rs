@@ -32,7 +32,8 @@ pub enum Command {
     /// kernels, and with --kernels every kernel's registers, spills and shared memory.
     Info(info::InfoArgs),
     /// Time every kernel at TRM Sudoku's shapes on the CPU reference, the emulator or a GPU, and
-    /// print the roofline table against the copy bandwidth measured in the same run.
+    /// print the roofline table against the copy bandwidth measured in the same run; `bench step`
+    /// times whole training steps of any config.
     Bench(bench::BenchArgs),
     /// Train TRM or HRM on Sudoku (default: a small TRM on generated 6x6 puzzles on the CPU),
     /// with a progress bar, metrics, plots and checkpoints.
