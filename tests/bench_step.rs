@@ -1,6 +1,7 @@
 //! `recur bench step`: the library function on a tiny TRM on the CPU reference and on Emu (every
 //! key of the JSON, consistent times, the FLOPs of the same step traced independently and above
-//! a hand-computed bound, a peak memory), and the command line (one JSON object on stdout; bad
+//! a hand-computed bound, a peak memory; ops left to the CPU named as uncounted), and the command
+//! line (one JSON object on stdout; bad
 //! flags exit non-zero with a message, without panicking).
 
 use recur::bench::step::{bench_step, StepBench, StepBenchOptions, StepMode};
@@ -193,6 +194,7 @@ fn check_run(device: BenchDevice, mode: StepMode) -> StepBench {
 fn step_bench_on_the_cpu_reports_consistent_times_flops_and_memory() {
     let r = check_run(BenchDevice::Cpu, StepMode::Train);
     assert_eq!(r.graph, "eager");
+    assert!(r.uncounted_cpu_fallbacks.is_empty(), "{r:?}");
     check_run(BenchDevice::Cpu, StepMode::Eval);
 }
 
@@ -203,6 +205,21 @@ fn step_bench_on_emu_reports_consistent_times_flops_and_memory() {
     assert!(r.graph.starts_with("timed step 1 captured"), "{}", r.graph);
     let r = check_run(BenchDevice::Emu, StepMode::Eval);
     assert_eq!(r.graph, "eager");
+}
+
+#[test]
+fn ops_the_kernels_leave_to_the_cpu_are_named_as_uncounted() {
+    // Two heads of 16: the fused attention kernels take head sizes 32 and 64 only, so the kernel
+    // path runs attention on the CPU reference and the trace has no launch to count.
+    let mut cfg = tiny_config();
+    cfg.model.num_heads = 2;
+    let opts = StepBenchOptions {
+        warmup: 0,
+        steps: 1,
+        ..options(BenchDevice::Cpu, StepMode::Train)
+    };
+    let r = bench_step(cfg, None, &opts).unwrap();
+    assert_eq!(r.uncounted_cpu_fallbacks, ["attention"]);
 }
 
 fn recur(args: &[&str]) -> (i32, String, String) {

@@ -24,6 +24,7 @@ use crate::profile::roofline::H100;
 use crate::profile::{profile_with_data, ProfileOptions, StepCost};
 use crate::tape::Compute;
 use crate::train::config::RunConfig;
+use crate::train::dataset::SudokuData;
 use crate::train::evaluate::{new_record, EvalBatch};
 use crate::train::graph_mode::GraphMode;
 use crate::train::Trainer;
@@ -94,6 +95,10 @@ pub struct StepBench {
     pub flops_from: String,
     /// Kernels of the traced step with no FLOP formula (counted as 0).
     pub no_flop_formula: Vec<String>,
+    /// Ops the kernel path runs on the CPU reference in this config (an attention head size the
+    /// fused kernels lack, say): the trace records no launch for them, so their FLOPs are not
+    /// in `gflop_per_step`.
+    pub uncounted_cpu_fallbacks: Vec<String>,
     pub peak_mem_bytes: Option<u64>,
     /// What `peak_mem_bytes` counts, or why it is null.
     pub peak_mem: String,
@@ -122,7 +127,7 @@ pub fn bench_step(
     let batch = cfg.train.global_batch_size;
     let setup = Instant::now();
     let data = synthetic_data(&cfg, batch)?;
-    let (gflop_per_step, no_flop_formula) = traced_gflop(&cfg, data.clone(), opts.mode)?;
+    let traced = traced_flops(&cfg, data.clone(), opts.mode)?;
     let mut trainer = Trainer::new(cfg, data, compute)?;
     trainer.graph_mode = opts.graph;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -153,14 +158,15 @@ pub fn bench_step(
         warmup: opts.warmup,
         steps: opts.steps,
         samples_per_s: batch as f64 / median_s,
-        gflops: gflop_per_step / median_s,
+        gflops: traced.gflop / median_s,
         step_s,
         median_s,
         min_s,
         max_s,
-        gflop_per_step,
+        gflop_per_step: traced.gflop,
         flops_from: FLOPS_FROM.to_string(),
-        no_flop_formula,
+        no_flop_formula: traced.no_flop_formula,
+        uncounted_cpu_fallbacks: traced.cpu_fallbacks,
         peak_mem_bytes: bytes,
         peak_mem: what,
         setup_s,
@@ -207,15 +213,18 @@ fn open(device: BenchDevice) -> Result<(Compute, MemoryProbe)> {
     })
 }
 
-/// GFLOP of one step of `cfg` (one evaluation segment in eval mode) as the kernel cost model
-/// counts it, and the kernels it has no formula for. The trace reports its second step, the
-/// steady state the timed steps are in (the first starts from the initial carry); evaluation is
-/// one batch through every segment, divided by the segments, as `recur profile --eval` reports.
-fn traced_gflop(
-    cfg: &RunConfig,
-    data: crate::train::dataset::SudokuData,
-    mode: StepMode,
-) -> Result<(f64, Vec<String>)> {
+/// What the trace of one step says about its arithmetic.
+struct TracedFlops {
+    gflop: f64,
+    no_flop_formula: Vec<String>,
+    cpu_fallbacks: Vec<String>,
+}
+
+/// The FLOPs of one step of `cfg` (one evaluation segment in eval mode) as the kernel cost model
+/// counts them. The trace reports its second step, the steady state the timed steps are in (the
+/// first starts from the initial carry); evaluation is one batch through every segment, divided
+/// by the segments, as `recur profile --eval` reports it.
+fn traced_flops(cfg: &RunConfig, data: SudokuData, mode: StepMode) -> Result<TracedFlops> {
     let opts = ProfileOptions {
         steps: 2,
         eval: mode == StepMode::Eval,
@@ -228,7 +237,11 @@ fn traced_gflop(
         (Some((counts, segments)), StepMode::Eval) => StepCost::new(counts, *segments, &H100),
         _ => StepCost::new(&profile.train, 1, &H100),
     };
-    Ok((cost.flops_per_step / 1e9, cost.no_flop_formula))
+    Ok(TracedFlops {
+        gflop: cost.flops_per_step / 1e9,
+        no_flop_formula: cost.no_flop_formula,
+        cpu_fallbacks: cost.cpu_fallbacks.into_keys().collect(),
+    })
 }
 
 /// Waits until the device has finished what was launched (nothing to wait for on the CPU).

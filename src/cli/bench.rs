@@ -246,6 +246,12 @@ fn print_step(r: &StepBench) {
             r.no_flop_formula.join(", ")
         );
     }
+    if !r.uncounted_cpu_fallbacks.is_empty() {
+        println!(
+            "  not counted: ops the kernel path runs on the CPU reference here: {}",
+            r.uncounted_cpu_fallbacks.join(", ")
+        );
+    }
     println!("peak memory: {}", r.peak_mem);
     println!("data: {}", r.data);
 }
