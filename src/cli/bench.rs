@@ -238,7 +238,7 @@ fn print_step(r: &StepBench) {
         ))
     );
     println!();
-    println!("timed steps (s): {}", steps.join(", "));
+    println!("timed {unit}s (s): {}", steps.join(", "));
     println!("FLOPs: {}", r.flops_from);
     if !r.no_flop_formula.is_empty() {
         println!(
