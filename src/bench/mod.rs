@@ -1,6 +1,7 @@
 //! The benchmark method of DESIGN.md, shared by `recur bench` and the criterion benches: warm up,
 //! time many runs, take the median, and report achieved bandwidth and FLOP rate against a ceiling
-//! measured on the same device in the same run.
+//! measured on the same device in the same run. `step` times whole training steps of a config
+//! (`recur bench step`, `docs/bench.md`), on `synthetic_data`, with `peak_memory`.
 
 use crate::device::{DeviceBuffer, KernelBackend};
 use crate::error::{Error, Result};
