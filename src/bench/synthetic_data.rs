@@ -18,8 +18,8 @@ use rand::SeedableRng;
 
 /// What the benchmark's data is, in words (the report and docs say it).
 pub const DESCRIPTION: &str = "synthetic: random complete grids of the config's geometry with \
-     the preset difficulty's least number of blanks, one batch for training (a fresh \
-     augmentation each step, as training draws them) and one for evaluation; the preset's \
+     the preset difficulty's least number of blanks, one batch for training (drawn as \
+     training draws it: with data.augment, a fresh augmentation each step) and one for evaluation; the preset's \
      dataset is not built";
 
 /// The geometry the config's model trains on: `data.size` for generated puzzles, 9×9 for the
