@@ -1,10 +1,34 @@
 //! The benchmark method of DESIGN.md, shared by `recur bench` and the criterion benches: warm up,
 //! time many runs, take the median, and report achieved bandwidth and FLOP rate against a ceiling
-//! measured on the same device in the same run.
+//! measured on the same device in the same run. `step` times whole training steps of a config
+//! (`recur bench step`, `docs/bench.md`), on `synthetic_data`, with `peak_memory`.
 
 use crate::device::{DeviceBuffer, KernelBackend};
 use crate::error::{Error, Result};
 use crate::kernels::copy::copy_bytes;
+use clap::ValueEnum;
+
+/// Where a benchmark runs: `recur bench`'s and `recur bench step`'s `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchDevice {
+    /// The CPU reference.
+    Cpu,
+    /// The CUDA kernels emulated on the CPU.
+    Emu,
+    /// GPU 0.
+    Cuda,
+}
+
+impl BenchDevice {
+    /// The flag's value, as the reports name the device.
+    pub fn flag(self) -> &'static str {
+        match self {
+            BenchDevice::Cpu => "cpu",
+            BenchDevice::Emu => "emu",
+            BenchDevice::Cuda => "cuda",
+        }
+    }
+}
 
 /// The timing of one benchmarked call.
 #[derive(Clone, Copy, Debug)]
@@ -117,4 +141,7 @@ pub fn roofline_table(device: &str, copy_gbs: f64, rows: &[RooflineRow]) -> Stri
 }
 
 pub mod fused;
+pub mod peak_memory;
+pub mod step;
 pub mod suite;
+pub mod synthetic_data;

@@ -25,12 +25,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    if let Some(n) = args.threads {
-        // Only fails if a pool already exists, which cannot happen this early in a CLI run.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
+    super::set_cpu_threads(args.threads);
     let cfg = DemoConfig {
         max_steps: args.steps,
         batch_size: args.batch_size,

@@ -32,7 +32,8 @@ pub enum Command {
     /// kernels, and with --kernels every kernel's registers, spills and shared memory.
     Info(info::InfoArgs),
     /// Time every kernel at TRM Sudoku's shapes on the CPU reference, the emulator or a GPU, and
-    /// print the roofline table against the copy bandwidth measured in the same run.
+    /// print the roofline table against the copy bandwidth measured in the same run; `bench step`
+    /// times whole training steps of any config.
     Bench(bench::BenchArgs),
     /// Train TRM or HRM on Sudoku (default: a small TRM on generated 6x6 puzzles on the CPU),
     /// with a progress bar, metrics, plots and checkpoints.
@@ -48,6 +49,16 @@ pub enum Command {
     /// fallbacks, bytes and FLOPs per kernel, and a roofline lower bound on an H100 or H200
     /// (`--device trace` needs no GPU and runs no kernel).
     Profile(profile::ProfileArgs),
+}
+
+/// Sets rayon's global pool to `threads` workers (default: all cores). Only fails if a pool
+/// already exists, which cannot happen this early in a CLI run.
+fn set_cpu_threads(threads: Option<usize>) {
+    if let Some(n) = threads {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {

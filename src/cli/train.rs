@@ -52,11 +52,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             "on needs a kernel backend (--device emu or cuda); the CPU reference has no graphs",
         ));
     }
-    if let Some(n) = args.threads {
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
-    }
+    super::set_cpu_threads(args.threads);
     let (cfg, dir, resuming) = match &args.resume {
         Some(dir) => {
             let path = dir.join(CONFIG_FILE);

@@ -177,16 +177,7 @@ impl Compute {
         match device.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(Compute::Cpu),
             "emu" => Ok(Compute::emu()),
-            "cuda" => Compute::cuda().map_err(|e| {
-                let why = match e {
-                    Error::Device { msg, .. } => msg,
-                    other => other.to_string(),
-                };
-                Error::device(
-                    "cuda",
-                    format!("--device cuda was requested, but no GPU is usable: {why}"),
-                )
-            }),
+            "cuda" => Ok(Compute::on(Arc::new(requested_cuda()?))),
             other => Err(Error::arg(
                 "--device",
                 format!("expected cpu, emu or cuda, got {other:?}"),
@@ -241,6 +232,21 @@ impl Compute {
             }),
         }
     }
+}
+
+/// GPU 0 because `--device cuda` asked for it: an error that says why no GPU is usable, never a
+/// silent fallback. `recur bench step` keeps the `Cuda` itself to read its memory use.
+pub fn requested_cuda() -> Result<Cuda> {
+    Cuda::new(0).map_err(|e| {
+        let why = match e {
+            Error::Device { msg, .. } => msg,
+            other => other.to_string(),
+        };
+        Error::device(
+            "cuda",
+            format!("--device cuda was requested, but no GPU is usable: {why}"),
+        )
+    })
 }
 
 impl fmt::Debug for Compute {

@@ -13,6 +13,7 @@ use crate::device::counting::{Counting, Counts};
 use crate::device::{Compute, KernelBackend};
 use crate::error::{Error, Result};
 use crate::train::config::RunConfig;
+use crate::train::dataset::SudokuData;
 use crate::train::graph_mode::GraphMode;
 use crate::train::{dataset, evaluate, Trainer};
 use std::sync::Arc;
@@ -33,6 +34,18 @@ pub struct ProfileOptions {
     pub timed: bool,
     /// Whether the steps are captured and replayed as a graph (the trainer's `--graph`).
     pub graph: GraphMode,
+}
+
+impl ProfileOptions {
+    fn check(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::arg(
+                "--steps",
+                "must be at least 1 (the last step is the one reported)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What a profile found: the last training step, optionally an evaluation segment, and the
@@ -57,15 +70,27 @@ pub fn profile_training(
     backend: Arc<dyn KernelBackend>,
     opts: &ProfileOptions,
 ) -> Result<(Profile, Trainer)> {
-    if opts.steps == 0 {
-        return Err(Error::arg(
-            "--steps",
-            "must be at least 1 (the last step is the one reported)",
-        ));
-    }
+    // Checked before the dataset is built, which can take seconds.
+    opts.check()?;
+    let started = Instant::now();
+    let data = dataset::build(&cfg.data)?;
+    let data_s = started.elapsed().as_secs_f64();
+    let (mut profile, trainer) = profile_with_data(cfg, data, backend, opts)?;
+    profile.setup_s += data_s;
+    Ok((profile, trainer))
+}
+
+/// `profile_training` on puzzles the caller built (`recur bench step` traces its step on the
+/// synthetic batch it times, without building the preset's dataset). `setup_s` is the trainer's.
+pub fn profile_with_data(
+    cfg: RunConfig,
+    data: SudokuData,
+    backend: Arc<dyn KernelBackend>,
+    opts: &ProfileOptions,
+) -> Result<(Profile, Trainer)> {
+    opts.check()?;
     let setup = Instant::now();
     let counter = Counting::new(backend);
-    let data = dataset::build(&cfg.data)?;
     let mut trainer = Trainer::new(cfg, data, Compute::on(counter.clone()))?;
     trainer.graph_mode = opts.graph;
     let setup_s = setup.elapsed().as_secs_f64();

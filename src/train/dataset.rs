@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::train::config::{DataConfig, DataSource};
 use serde::Serialize;
 
+#[derive(Clone)]
 pub struct SudokuData {
     pub geometry: Geometry,
     pub train: Vec<Puzzle>,

@@ -4,7 +4,7 @@
 //! halted under the training rule.
 
 use crate::data::sudoku::{encode_batch, Puzzle};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::models::reasoner::check_token_range;
 use crate::models::{act_step, Batch, Carry, Halting, Probe, Reasoner};
 use crate::ops::act::{self, EvalDepth, HaltRule};
@@ -66,73 +66,22 @@ pub fn evaluate(
     batch_size: usize,
     mut on_batch: impl FnMut(usize),
 ) -> Result<(EvalReport, Vec<Prediction>)> {
-    let cfg = model.config();
-    let steps = cfg.halt_max_steps;
-    let rule = HaltRule {
-        max_steps: steps,
-        train: false,
-        halt_only: cfg.no_ACT_continue,
-        exploration_prob: cfg.halt_exploration_prob,
-    };
+    let steps = model.config().halt_max_steps;
     // Everything a depth records stays where the compute keeps values; the host reads each
     // batch's predictions, halting steps and correctness once, and the record at the end.
-    let len = act::eval_record_len(steps);
-    let mut record = compute.place(&Tensor::from_vec(vec![0i32; len], [len])?)?;
+    let mut record = new_record(compute, steps)?;
     let mut halt_histogram = vec![0usize; steps];
     let mut predictions = Vec::with_capacity(puzzles.len());
     for chunk in puzzles.chunks(batch_size.max(1)) {
-        let b = chunk.len();
-        let (inputs, labels) = encode_batch(chunk)?;
-        check_token_range(&inputs, cfg.vocab_size)?;
-        let place = |t: Tensor| compute.place(&t);
-        let batch = Batch::new(
-            place(inputs)?,
-            place(labels)?,
-            place(Tensor::from_vec(vec![0i32; b], [b])?)?,
-        )?;
-        let mut carry = Carry::initial(model, &batch)?;
-        let mut halt_step = place(Tensor::from_vec(vec![0i32; b], [b])?)?;
-        let mut last = None;
-        for k in 0..steps {
-            let tape = Tape::with_compute(compute.clone());
-            let step = tape.no_grad(|| {
-                act_step(
-                    model,
-                    &tape,
-                    params,
-                    carry,
-                    &batch,
-                    Halting::Eval,
-                    &Probe::off(),
-                )
-            })?;
-            let out = &step.output;
-            let preds = tape.argmax(&out.logits, -1)?;
-            let scores = act::score(
-                compute,
-                &preds,
-                &batch.labels,
-                out.q_halt.value(),
-                &step.carry.halted,
-                &step.carry.steps,
-            )?;
-            let depth = EvalDepth {
-                valid: &scores.valid,
-                correct: &scores.correct,
-                q_halt: out.q_halt.value(),
-                q_continue: out.q_continue.value(),
-                prev_halt_step: &halt_step,
-                prev_record: &record,
-            };
-            (halt_step, record) = act::eval_depth(compute, depth, k, rule)?;
-            last = Some((preds, scores.seq_correct));
-            carry = step.carry;
+        let mut batch = EvalBatch::new(compute, model, chunk)?;
+        for _ in 0..steps {
+            batch.segment(compute, model, params, &mut record)?;
         }
-        let (preds, right) = last.expect("halt_max_steps >= 1");
+        let (preds, right) = batch.last.expect("halt_max_steps >= 1");
         let preds = preds.to_host()?.to_vec_i32()?;
         let right = right.to_host()?.to_vec_f32()?;
-        let halt_step = halt_step.to_host()?.to_vec_i32()?;
-        let width = batch.seq_len();
+        let halt_step = batch.halt_step.to_host()?.to_vec_i32()?;
+        let width = batch.batch.seq_len();
         for ((row, &ok), &h) in preds.chunks(width).zip(&right).zip(&halt_step) {
             // Set by the last depth at the latest; clamped only for a backend that computes
             // nothing (the trace reads back zeros), so a profile of evaluation cannot panic.
@@ -169,4 +118,121 @@ pub fn evaluate(
         },
         predictions,
     ))
+}
+
+/// The per-depth counts an evaluation accumulates across its batches (`act::eval_record_len`),
+/// zeroed, where `compute` keeps values.
+pub fn new_record(compute: &Compute, steps: usize) -> Result<Tensor> {
+    let len = act::eval_record_len(steps);
+    compute.place(&Tensor::from_vec(vec![0i32; len], [len])?)
+}
+
+/// One evaluation batch in progress: its inputs and carry where `compute` keeps values, and what
+/// the depths run so far recorded. `evaluate` runs `halt_max_steps` segments of each batch;
+/// `recur bench step --eval` times them one by one.
+pub struct EvalBatch {
+    batch: Batch,
+    /// `None` only while a segment runs (the step consumes it) or after one failed.
+    carry: Option<Carry>,
+    /// Per sequence, the first depth whose halting rule fired (0 while none has).
+    halt_step: Tensor,
+    /// Segments run so far.
+    depth: usize,
+    /// The last segment's predictions and per-sequence correctness.
+    last: Option<(Tensor, Tensor)>,
+}
+
+impl EvalBatch {
+    /// `puzzles` encoded and placed, with the initial carry.
+    pub fn new(compute: &Compute, model: &Reasoner, puzzles: &[Puzzle]) -> Result<EvalBatch> {
+        let b = puzzles.len();
+        let (inputs, labels) = encode_batch(puzzles)?;
+        check_token_range(&inputs, model.config().vocab_size)?;
+        let place = |t: Tensor| compute.place(&t);
+        let batch = Batch::new(
+            place(inputs)?,
+            place(labels)?,
+            place(Tensor::from_vec(vec![0i32; b], [b])?)?,
+        )?;
+        Ok(EvalBatch {
+            carry: Some(Carry::initial(model, &batch)?),
+            halt_step: place(Tensor::from_vec(vec![0i32; b], [b])?)?,
+            depth: 0,
+            last: None,
+            batch,
+        })
+    }
+
+    /// Segments run so far; the batch is done at `halt_max_steps`.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The next supervision segment, without gradient: the model's step, the predictions scored
+    /// against the labels, and this depth's counts added to `record`. Nothing is read back.
+    pub fn segment(
+        &mut self,
+        compute: &Compute,
+        model: &Reasoner,
+        params: &Params,
+        record: &mut Tensor,
+    ) -> Result<()> {
+        let cfg = model.config();
+        if self.depth >= cfg.halt_max_steps {
+            return Err(Error::arg(
+                "evaluation",
+                format!(
+                    "the batch has run all {} segments; start a new batch",
+                    cfg.halt_max_steps
+                ),
+            ));
+        }
+        let rule = HaltRule {
+            max_steps: cfg.halt_max_steps,
+            train: false,
+            halt_only: cfg.no_ACT_continue,
+            exploration_prob: cfg.halt_exploration_prob,
+        };
+        let carry = self.carry.take().ok_or_else(|| {
+            Error::arg(
+                "evaluation",
+                "an earlier segment of this batch failed; start a new batch",
+            )
+        })?;
+        let tape = Tape::with_compute(compute.clone());
+        let step = tape.no_grad(|| {
+            act_step(
+                model,
+                &tape,
+                params,
+                carry,
+                &self.batch,
+                Halting::Eval,
+                &Probe::off(),
+            )
+        })?;
+        let out = &step.output;
+        let preds = tape.argmax(&out.logits, -1)?;
+        let scores = act::score(
+            compute,
+            &preds,
+            &self.batch.labels,
+            out.q_halt.value(),
+            &step.carry.halted,
+            &step.carry.steps,
+        )?;
+        let depth = EvalDepth {
+            valid: &scores.valid,
+            correct: &scores.correct,
+            q_halt: out.q_halt.value(),
+            q_continue: out.q_continue.value(),
+            prev_halt_step: &self.halt_step,
+            prev_record: record,
+        };
+        (self.halt_step, *record) = act::eval_depth(compute, depth, self.depth, rule)?;
+        self.last = Some((preds, scores.seq_correct));
+        self.carry = Some(step.carry);
+        self.depth += 1;
+        Ok(())
+    }
 }

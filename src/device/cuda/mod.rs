@@ -153,6 +153,15 @@ impl Cuda {
         &self.arch
     }
 
+    /// Device memory in use on this GPU, by every process and context (`cuMemGetInfo`: total
+    /// minus free). The allocator does not track a peak; `recur bench step` reports the growth of
+    /// this across a benchmark, which the caching allocator (it keeps what it freed) makes at
+    /// least the peak its blocks reached.
+    pub fn memory_used_bytes(&self) -> Result<usize> {
+        let (free, total) = self.driver_call("cuMemGetInfo", self.ctx.mem_get_info())?;
+        Ok(total.saturating_sub(free))
+    }
+
     /// Device memory held by the allocator's free lists.
     pub fn cached_bytes(&self) -> usize {
         self.allocator.cached_bytes()
