@@ -13,7 +13,9 @@ use recur::profile::{profile_training, ProfileOptions};
 use recur::train::graph_mode::GraphMode;
 use recur::train::RunConfig;
 use serde_json::Value;
-use std::process::Command;
+#[path = "common/cli.rs"]
+mod cli_runner;
+use cli_runner::recur;
 use std::sync::Arc;
 
 /// A TRM-Att small enough for Emu: 4x4 Sudoku (16 cells + 1 puzzle slot), hidden 32 in one
@@ -220,18 +222,6 @@ fn ops_the_kernels_leave_to_the_cpu_are_named_as_uncounted() {
     };
     let r = bench_step(cfg, None, &opts).unwrap();
     assert_eq!(r.uncounted_cpu_fallbacks, ["attention"]);
-}
-
-fn recur(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn tiny_flags() -> Vec<String> {

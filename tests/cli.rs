@@ -1,19 +1,9 @@
 //! The `recur` binary: a short demo run ends with an accuracy line; bad input exits non-zero with
 //! a message and no panic.
 
-use std::process::Command;
-
-fn recur(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_recur"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+#[path = "common/cli.rs"]
+mod cli_runner;
+use cli_runner::recur;
 
 #[test]
 fn short_demo_run_reports_accuracy() {
