@@ -673,12 +673,8 @@ fn eval_writes_a_folder_of_its_own_and_never_overwrites() {
     assert_eq!(puzzles_in_depth_csv(&run.join("depth.csv")), 16.0);
 
     let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 7).unwrap();
-    let mut csv = String::from("source,question,answer,rating\n");
-    for p in &puzzles {
-        csv += &format!("gen,{},{},0\n", p.question_string(), p.answer_string());
-    }
     let input = dir.join("other.csv");
-    std::fs::write(&input, csv).unwrap();
+    write_puzzle_csv(&input, &puzzles);
     let eval = |extra: &[&str]| {
         let mut c = recur();
         c.args(["eval", "--device", "cpu", "--checkpoint"])
@@ -819,12 +815,8 @@ fn checkpoints_round_trip_and_predict_dumps_every_step() {
 
     // The saved model reloads to the same predictions as the trainer's own evaluation weights.
     let puzzles = generate(Geometry::of_size(4).unwrap(), Difficulty::Hard, 5, 99).unwrap();
-    let mut csv = String::from("source,question,answer,rating\n");
-    for p in &puzzles {
-        csv += &format!("gen,{},{},0\n", p.question_string(), p.answer_string());
-    }
     let input = dir.join("puzzles.csv");
-    std::fs::write(&input, csv).unwrap();
+    write_puzzle_csv(&input, &puzzles);
     let dump = dir.join("dump.safetensors");
     succeed(
         recur()
@@ -1053,4 +1045,13 @@ fn cli_graph_on_and_off_train_the_same_model() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not a graph mode"));
     assert!(!dir.join("bad").exists());
+}
+
+/// Writes puzzles as a Sudoku-Extreme CSV (source, question, answer, rating).
+fn write_puzzle_csv(path: &std::path::Path, puzzles: &[recur::data::sudoku::Puzzle]) {
+    let mut csv = String::from("source,question,answer,rating\n");
+    for p in puzzles {
+        csv += &format!("gen,{},{},0\n", p.question_string(), p.answer_string());
+    }
+    std::fs::write(path, csv).unwrap();
 }
