@@ -14,7 +14,7 @@
 //! - `dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂))`, without the `mean(ĝ)` term for RMSNorm;
 //! - `dw = Σ_rows g·x̂`, `db = Σ_rows g`.
 
-use crate::device::cpu::{collect_with, for_each_row};
+use crate::device::cpu::{collect_with, for_each_row, wide};
 use crate::dtype::Real;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
@@ -140,13 +140,15 @@ fn forward_rows<T: Real>(x: &[T], cols: usize, params: &RowParams) -> (Vec<T>, V
     for_each_row(&mut y, cols, |r, out| {
         let (mean, rstd) = stats[r];
         let row = &x[r * cols..(r + 1) * cols];
-        for (j, (o, &xj)) in out.iter_mut().zip(row).enumerate() {
-            let xhat = (xj.f64() - mean) * rstd;
-            *o = T::of(match &params.affine {
-                Some((w, b)) => xhat * w[j] + b[j],
-                None => xhat,
-            });
-        }
+        wide(|| {
+            for (j, (o, &xj)) in out.iter_mut().zip(row).enumerate() {
+                let xhat = (xj.f64() - mean) * rstd;
+                *o = T::of(match &params.affine {
+                    Some((w, b)) => xhat * w[j] + b[j],
+                    None => xhat,
+                });
+            }
+        })
     });
     let flat = stats
         .iter()
@@ -251,23 +253,25 @@ fn backward_rows<T: Real>(
     let row_stats = |r: usize| (stats[2 * r].f64(), stats[2 * r + 1].f64());
     let mut dx = vec![T::default(); x.len()];
     for_each_row(&mut dx, cols, |r, out| {
-        let (mean, rstd) = row_stats(r);
-        let (gr, xr) = (&g[r * cols..(r + 1) * cols], &x[r * cols..(r + 1) * cols]);
-        let xhat = |j: usize| (xr[j].f64() - mean) * rstd;
-        let ghat = |j: usize| match &params.affine {
-            Some((w, _)) => gr[j].f64() * w[j],
-            None => gr[j].f64(),
-        };
-        let n = cols as f64;
-        let mean_ghat_xhat = (0..cols).map(|j| ghat(j) * xhat(j)).sum::<f64>() / n;
-        let mean_ghat = if params.centered {
-            (0..cols).map(ghat).sum::<f64>() / n
-        } else {
-            0.0
-        };
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = T::of(rstd * (ghat(j) - mean_ghat - xhat(j) * mean_ghat_xhat));
-        }
+        wide(|| {
+            let (mean, rstd) = row_stats(r);
+            let (gr, xr) = (&g[r * cols..(r + 1) * cols], &x[r * cols..(r + 1) * cols]);
+            let xhat = |j: usize| (xr[j].f64() - mean) * rstd;
+            let ghat = |j: usize| match &params.affine {
+                Some((w, _)) => gr[j].f64() * w[j],
+                None => gr[j].f64(),
+            };
+            let n = cols as f64;
+            let mean_ghat_xhat = (0..cols).map(|j| ghat(j) * xhat(j)).sum::<f64>() / n;
+            let mean_ghat = if params.centered {
+                (0..cols).map(ghat).sum::<f64>() / n
+            } else {
+                0.0
+            };
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = T::of(rstd * (ghat(j) - mean_ghat - xhat(j) * mean_ghat_xhat));
+            }
+        })
     });
     let affine = params.affine.as_ref().map(|_| {
         let mut dw = vec![0.0; cols];

@@ -14,7 +14,7 @@
 //! itself runs in the compute type, as the official upcasts q and k to fp32. The backward is the
 //! transposed rotation, `φ → −φ`.
 
-use crate::device::cpu::for_each_row;
+use crate::device::cpu::{for_each_row, wide};
 use crate::dtype::Real;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -211,14 +211,16 @@ fn rotate(op: &'static str, x: &Tensor, table: &RopeTable, transpose: bool) -> R
         for_each_row(&mut out, head_dim, |row, o| {
             let position = (row / heads) % seq;
             let xs = &v[row * head_dim..(row + 1) * head_dim];
-            for j in 0..head_dim / 2 {
-                let (cos, sin) = table.cos_sin(position, j);
-                let (cos, sin) = (T::of(cos), T::of(sign * sin));
-                let (ia, ib) = table.pair(j);
-                let (a, b) = (xs[ia], xs[ib]);
-                o[ia] = a * cos - b * sin;
-                o[ib] = a * sin + b * cos;
-            }
+            wide(|| {
+                for j in 0..head_dim / 2 {
+                    let (cos, sin) = table.cos_sin(position, j);
+                    let (cos, sin) = (T::of(cos), T::of(sign * sin));
+                    let (ia, ib) = table.pair(j);
+                    let (a, b) = (xs[ia], xs[ib]);
+                    o[ia] = a * cos - b * sin;
+                    o[ib] = a * sin + b * cos;
+                }
+            })
         });
         Ok(Tensor::from_real(out, x.shape().clone(), x.dtype()))
     })

@@ -3,7 +3,7 @@
 //! second.
 
 use crate::device::cpu::activation::{silu_with_derivative, Activation};
-use crate::device::cpu::for_each_row;
+use crate::device::cpu::{for_each_row, wide};
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -35,9 +35,11 @@ pub fn swiglu_fwd(gate_up: &Tensor) -> Result<Tensor> {
         let mut y = vec![T::default(); rows * inter];
         for_each_row(&mut y, inter, |r, out| {
             let (gate, up) = v[r * 2 * inter..(r + 1) * 2 * inter].split_at(inter);
-            for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-                *o = Activation::Silu.value(g) * u;
-            }
+            wide(|| {
+                for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+                    *o = Activation::Silu.value(g) * u;
+                }
+            })
         });
         Ok(Tensor::from_real(y, y_shape, gate_up.dtype()))
     })
@@ -58,11 +60,13 @@ pub fn swiglu_bwd(gate_up: &Tensor, dy: &Tensor) -> Result<Tensor> {
             // One sigmoid per element serves SiLU and its derivative; zipped slices (no
             // indexing) let the loop vectorise.
             let inputs = gate.iter().zip(up).zip(dy_row);
-            for ((dg, du), ((&g, &u), &d)) in d_gate.iter_mut().zip(d_up).zip(inputs) {
-                let (silu, silu_derivative) = silu_with_derivative(g);
-                *dg = d * u * silu_derivative;
-                *du = d * silu;
-            }
+            wide(|| {
+                for ((dg, du), ((&g, &u), &d)) in d_gate.iter_mut().zip(d_up).zip(inputs) {
+                    let (silu, silu_derivative) = silu_with_derivative(g);
+                    *dg = d * u * silu_derivative;
+                    *du = d * silu;
+                }
+            })
         });
         Ok(Tensor::from_real(
             dx,
