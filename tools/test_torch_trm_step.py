@@ -45,6 +45,7 @@ def fake_official(repo, batch, threads, warmup, steps, seed):
         "optimizer": "fake",
         "parameters": 6828034,
         "torch": "0.0-fake",
+        "other_cores": 0.25,
     }
 
 
@@ -155,13 +156,22 @@ class TorchTrmStepTest(unittest.TestCase):
                            {8: {"median_s": 2.0}, 32: {"median_s": 32.0}})
         self.assertEqual([r["ratio"] for r in rows], [2.0, 0.5])
         table = tts.format_table(rows)
-        self.assertIn("| 8 | 2.000 | 4.000 | 2.000 | 2.00 |", table)
-        self.assertIn("| 32 | 8.000 | 16.000 | 32.000 | 0.50 |", table)
+        self.assertIn("| 8 | 2.000 | 4.000 | 2.000 | 2.00 | 0.25 |", table)
+        self.assertIn("| 32 | 8.000 | 16.000 | 32.000 | 0.50 | 0.25 |", table)
 
     def test_table_without_recur(self):
         rows = tts.combine([fake_official(None, 8, 2, 0, 1, 0)], {})
         self.assertEqual((rows[0]["recur_step_s"], rows[0]["ratio"]), (None, None))
-        self.assertIn("| 8 | 2.000 | 4.000 | — | — |", tts.format_table(rows))
+        self.assertIn("| 8 | 2.000 | 4.000 | — | — | 0.25 |", tts.format_table(rows))
+
+    def test_other_cores(self):
+        # 10 s of wall: the machine used 25 CPU-seconds, this process 20 of them.
+        self.assertEqual(tts.other_cores(100.0, 1.0, 125.0, 21.0, 10.0), 0.5)
+        self.assertEqual(tts.other_cores(100.0, 1.0, 110.0, 12.0, 10.0), 0.0)  # tick rounding
+        self.assertIsNone(tts.other_cores(None, 1.0, None, 2.0, 10.0))
+        busy = tts.busy_cpu_s()
+        if busy is not None:
+            self.assertGreater(busy, 0)
 
     # --- whole runs with the official timing stubbed and the fake recur
 
@@ -173,8 +183,8 @@ class TorchTrmStepTest(unittest.TestCase):
     def test_whole_run_table(self):
         rc, out, err = self.whole_run([])
         self.assertEqual(rc, 0, err)
-        self.assertIn("| 8 | 2.000 | 4.000 | 0.800 | 5.00 |", out)
-        self.assertIn("| 32 | 8.000 | 16.000 | 3.200 | 5.00 |", out)
+        self.assertIn("| 8 | 2.000 | 4.000 | 0.800 | 5.00 | 0.25 |", out)
+        self.assertIn("| 32 | 8.000 | 16.000 | 3.200 | 5.00 | 0.25 |", out)
 
     def test_whole_run_json(self):
         rc, out, err = self.whole_run(["--json"])
@@ -187,7 +197,7 @@ class TorchTrmStepTest(unittest.TestCase):
     def test_whole_run_no_recur(self):
         rc, out, err = self.whole_run(["--no-recur", "--recur", "/nonexistent"])
         self.assertEqual(rc, 0, err)
-        self.assertIn("| 32 | 8.000 | 16.000 | — | — |", out)
+        self.assertIn("| 32 | 8.000 | 16.000 | — | — | 0.25 |", out)
 
 
 if __name__ == "__main__":

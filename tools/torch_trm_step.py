@@ -125,6 +125,29 @@ def check_recur(binary):
     return binary
 
 
+def busy_cpu_s():
+    """Seconds of CPU time all processes have used (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s():
+    t = os.times()
+    return t.user + t.system
+
+
+def other_cores(busy0, own0, busy1, own1, wall):
+    """Mean number of cores that other processes kept busy over wall seconds (None if unknown)."""
+    if busy0 is None or busy1 is None or wall <= 0:
+        return None
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / wall)
+
+
 def git_commit(path):
     try:
         out = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
@@ -199,6 +222,8 @@ def time_official(repo, batch, threads, warmup, steps, seed):
 
     fwd_bwd, whole = [], []
     for i in range(warmup + steps):
+        if i == warmup:
+            start = (busy_cpu_s(), own_cpu_s(), time.perf_counter())
         t0 = time.perf_counter()
         carry, loss, _metrics, _, _ = model(carry=carry, batch=data, return_keys=[])
         ((1 / batch) * loss).backward()
@@ -212,6 +237,7 @@ def time_official(repo, batch, threads, warmup, steps, seed):
             whole.append(t2 - t0)
         if not torch.isfinite(loss):
             raise ToolError(f"official step {i} at batch {batch}: loss is {loss.item()}")
+    others = other_cores(start[0], start[1], busy_cpu_s(), own_cpu_s(), time.perf_counter() - start[2])
     return {
         "batch": batch,
         "fwd_bwd_s": statistics.median(fwd_bwd),
@@ -221,6 +247,8 @@ def time_official(repo, batch, threads, warmup, steps, seed):
         "optimizer": adam_name,
         "parameters": n_params,
         "torch": torch.__version__,
+        # Cores other processes used while the timed steps ran: near 0 on a quiet machine.
+        "other_cores": None if others is None else round(others, 2),
     }
 
 
@@ -286,6 +314,7 @@ def combine(official, recur):
             "official_step_s": o["step_s"],
             "recur_step_s": recur_s,
             "ratio": o["step_s"] / recur_s if recur_s else None,
+            "other_cores": o.get("other_cores"),
         })
     return rows
 
@@ -295,13 +324,13 @@ def format_table(rows):
         return "—" if v is None else format(v, fmt)
 
     lines = [
-        "| batch | official fwd+bwd s | official step s | recur step s | official/recur |",
-        "|---|---|---|---|---|",
+        "| batch | official fwd+bwd s | official step s | recur step s | official/recur | other load (cores) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['batch']} | {num(r['official_fwd_bwd_s'], '.3f')} | {num(r['official_step_s'], '.3f')} "
-            f"| {num(r['recur_step_s'], '.3f')} | {num(r['ratio'], '.2f')} |"
+            f"| {num(r['recur_step_s'], '.3f')} | {num(r['ratio'], '.2f')} | {num(r.get('other_cores'), '.2f')} |"
         )
     return "\n".join(lines)
 
