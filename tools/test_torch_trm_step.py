@@ -26,7 +26,7 @@ FAKE_RECUR = r"""#!/usr/bin/env bash
 [[ $RAYON_NUM_THREADS == 3 ]] || { echo "RAYON_NUM_THREADS=$RAYON_NUM_THREADS" >&2; exit 8; }
 args=" $* "
 [[ $args == *" --preset trm-att-sudoku "* && $args == *" --device cpu "* && $args == *" --json "* \
-   && $args == *" --set forward_dtype=float32 "* ]] || { echo "bad args: $*" >&2; exit 7; }
+   && $args == *" --set forward_dtype=float32 "* && $args == *" --threads 3 "* ]] || { echo "bad args: $*" >&2; exit 7; }
 batch=0
 while (($#)); do [[ $1 == --batch ]] && batch=$2; shift; done
 echo "warming up"
@@ -142,7 +142,12 @@ class TorchTrmStepTest(unittest.TestCase):
         self.assertEqual(tts.run_recur("bin/recur", 32, 2, 1, 4, runner=runner)["median_s"], 2.0)
         self.assertEqual(calls, [([
             "bin/recur", "bench", "step", "--preset", "trm-att-sudoku", "--batch", "32", "--device", "cpu",
-            "--set", "forward_dtype=float32", "--warmup", "1", "--steps", "4", "--json"], "2")])
+            "--set", "forward_dtype=float32", "--warmup", "1", "--steps", "4", "--threads", "2", "--json"], "2")])
+
+    def test_recur_on_other_threads_is_refused(self):
+        runner = lambda cmd, **kw: Completed(0, '{"median_s": 2.0, "batch": 8, "threads": 16}')  # noqa: E731
+        with self.assertRaisesRegex(tts.ToolError, "16 threads, not 2"):
+            tts.run_recur("recur", 8, 2, 1, 1, runner=runner)
 
     def test_recur_failure_is_reported(self):
         runner = lambda cmd, **kw: Completed(2, "", "error: unknown subcommand 'step'")  # noqa: E731

@@ -19,7 +19,7 @@ optimizers. Median over --steps timed steps after --warmup untimed ones.
     /work/torchenv/bin/python tools/torch_trm_step.py --trm-repo ../trm-official --batch 8 32
 
 Then, unless --no-recur, it runs `recur bench step --preset trm-att-sudoku --batch B --device cpu
---set forward_dtype=float32 --warmup W --steps S --json` with RAYON_NUM_THREADS=--threads and
+--set forward_dtype=float32 --warmup W --steps S --threads T --json` (and RAYON_NUM_THREADS=T) and
 prints official step / recur step (> 1: recur is faster). docs/cpu-speed.md has the setup and the
 measured numbers. Only the standard library is needed to import this file (torch is imported when
 the official code is timed), so tools/test_torch_trm_step.py runs without torch.
@@ -252,10 +252,11 @@ def time_official(repo, batch, threads, warmup, steps, seed):
     }
 
 
-def recur_command(binary, batch, warmup, steps):
+def recur_command(binary, batch, threads, warmup, steps):
     return [
         binary, "bench", "step", "--preset", "trm-att-sudoku", "--batch", str(batch), "--device", "cpu",
-        "--set", "forward_dtype=float32", "--warmup", str(warmup), "--steps", str(steps), "--json",
+        "--set", "forward_dtype=float32", "--warmup", str(warmup), "--steps", str(steps),
+        "--threads", str(threads), "--json",
     ]
 
 
@@ -289,7 +290,7 @@ def parse_recur_json(text, batch):
 
 
 def run_recur(binary, batch, threads, warmup, steps, runner=subprocess.run):
-    cmd = recur_command(binary, batch, warmup, steps)
+    cmd = recur_command(binary, batch, threads, warmup, steps)
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     try:
         out = runner(cmd, capture_output=True, text=True, env=env)
@@ -299,7 +300,10 @@ def run_recur(binary, batch, threads, warmup, steps, runner=subprocess.run):
         raise ToolError(
             f"`{' '.join(cmd)}` exited {out.returncode}: {(out.stderr or out.stdout).strip()[-500:]}"
         )
-    return parse_recur_json(out.stdout, batch)
+    result = parse_recur_json(out.stdout, batch)
+    if result.get("threads", threads) != threads:
+        raise ToolError(f"recur bench step ran on {result['threads']} threads, not {threads}")
+    return result
 
 
 def combine(official, recur):
