@@ -44,6 +44,9 @@ export RECUR_REQUIRE_NVRTC=1
 echo "== GPU runner: phases, time limits, a fake stage (tools/test_gpu_run.py, seconds)"
 python3 tools/test_gpu_run.py
 
+echo "== official-TRM CPU timing script: arguments, recur's JSON, the ratio table (tools/test_torch_trm_step.py, no torch)"
+python3 tools/test_torch_trm_step.py
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
