@@ -160,9 +160,9 @@ impl Real for f64 {
     }
 }
 
-/// `Real::gemm` on faer's `gemm` crate, which beat `matrixmultiply` by 1.3-1.5x at TRM's
-/// [776, 512] x [512, 1536] products on 2 threads here (docs/cpu-speed.md), and splits the work
-/// over blocks of `c` only, so its sums are the same on any number of threads.
+/// `Real::gemm` on faer's `gemm` crate, which beat `matrixmultiply` at every product of a TRM
+/// step (`cargo bench --bench gemm_crates`, docs/cpu-speed.md) and splits the work over blocks of
+/// `c` only, so its sums are the same on any number of threads.
 ///
 /// # Safety
 /// As `Real::gemm`.
