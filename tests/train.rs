@@ -354,6 +354,9 @@ fn config_overrides_are_checked() {
     for preset in preset_names() {
         RunConfig::load(preset, &[]).unwrap();
     }
+    // `recur train` with no --preset: the README's main command, on 6x6 puzzles.
+    let default = RunConfig::load(recur::cli::train::DEFAULT_PRESET, &[]).unwrap();
+    assert_eq!(default.data.size, 6);
     let paper = RunConfig::load("trm-att-sudoku", &[]).unwrap();
     assert_eq!(paper.model, ModelConfig::trm_att_sudoku());
     let paper = RunConfig::load("trm-mlp-sudoku", &[]).unwrap();

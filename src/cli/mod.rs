@@ -35,8 +35,8 @@ pub enum Command {
     /// print the roofline table against the copy bandwidth measured in the same run; `bench step`
     /// times whole training steps of any config.
     Bench(bench::BenchArgs),
-    /// Train TRM or HRM on Sudoku (default: a small TRM on generated 6x6 puzzles on the CPU),
-    /// with a progress bar, metrics, plots and checkpoints.
+    /// Train TRM or HRM on Sudoku (default: a small TRM-MLP on generated 6x6 minimal puzzles on
+    /// the CPU), with a progress bar, metrics, plots and checkpoints.
     Train(train::TrainArgs),
     /// Score a checkpoint on held-out puzzles: exact and token accuracy, the depth curve and
     /// the halting steps (CSV + PNG).

@@ -49,8 +49,8 @@ impl ArchChoice {
 
 #[derive(Args, Debug, Clone)]
 pub struct ConfigArgs {
-    /// A built-in preset (trm-cpu, hrm-cpu, trm-att-sudoku, trm-mlp-sudoku, hrm-sudoku) or a
-    /// TOML file with [model], [data] and [train].
+    /// A built-in preset (trm-sudoku6, trm-cpu, hrm-cpu, trm-att-sudoku, trm-mlp-sudoku,
+    /// hrm-sudoku) or a TOML file with [model], [data] and [train].
     #[arg(long)]
     pub preset: Option<String>,
     /// The model family; edits the preset's [model] before any --set.

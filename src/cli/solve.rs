@@ -17,7 +17,7 @@ pub struct SolveArgs {
     /// The puzzle, row-major, `.` or `0` for blanks: 81 characters for 9x9 (16 or 36 for
     /// 4x4 / 6x6).
     pub puzzle: String,
-    #[arg(long, default_value = "runs/trm-cpu/model.safetensors")]
+    #[arg(long, default_value = "runs/trm-sudoku6/model.safetensors")]
     pub checkpoint: PathBuf,
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -36,7 +36,7 @@ pub struct TrainArgs {
     pub graph: String,
 }
 
-pub const DEFAULT_PRESET: &str = "trm-cpu";
+pub const DEFAULT_PRESET: &str = "trm-sudoku6";
 const CONFIG_FILE: &str = "config.toml";
 const STATE_FILE: &str = "state.safetensors";
 const MODEL_FILE: &str = "model.safetensors";
@@ -120,12 +120,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         MetricsWriter::create(&metrics_path)?
     };
     let m = &trainer.cfg.model;
+    // The token-mixing MLP has no heads; attention's count says nothing about it.
+    let mixing = if m.mlp_t {
+        " token-mixing MLP".to_string()
+    } else {
+        format!(" heads {}", m.num_heads)
+    };
     println!(
-        "  model: {:?} hidden {} heads {} H_cycles {} L_cycles {} layers {}+{}, {} parameters; \
-         batch {}, {} steps, on {} ({} CPU threads); run folder {}",
+        "  model: {:?} hidden {}{} H_cycles {} L_cycles {} layers {}+{} halt_max_steps {}, \
+         {} parameters; batch {}, {} steps, on {} ({} CPU threads); run folder {}",
         m.arch,
         m.hidden_size,
-        m.num_heads,
+        mixing,
         m.H_cycles,
         m.L_cycles,
         m.L_layers,
@@ -134,6 +140,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         } else {
             0
         },
+        m.halt_max_steps,
         m.num_parameters(),
         trainer.cfg.train.global_batch_size,
         trainer.total_steps(),
@@ -156,6 +163,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let clock = Instant::now();
     let elapsed = |trainer: &Trainer| trainer.elapsed_before_s + clock.elapsed().as_secs_f64();
     let mut last_eval = String::from("-");
+    let mut stopped_by_limit = false;
     let save = |trainer: &Trainer, elapsed_s: f64| -> Result<()> {
         save_model(
             &dir.join(MODEL_FILE),
@@ -168,10 +176,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     while trainer.step < total {
         if t.time_limit_s > 0.0 && elapsed(&trainer) >= t.time_limit_s {
-            bar.println(format!(
-                "time limit of {:.0} s reached at step {}",
-                t.time_limit_s, trainer.step
-            ));
+            stopped_by_limit = true;
             break;
         }
         let captured = trainer.is_replaying();
@@ -210,6 +215,18 @@ pub fn run(args: TrainArgs) -> Result<()> {
         if t.eval_interval > 0 && r.step % t.eval_interval == 0 && r.step < total {
             let (report, _) = trainer.evaluate(t.eval_puzzles, |_| {})?;
             last_eval = pct(report.exact_accuracy());
+            // Printed above the bar, so a log without a terminal keeps it too.
+            bar.suspend(|| {
+                println!(
+                    "  step {} ({:.0} s): held-out exact {} on {} puzzles; after 1 supervision \
+                     step {}",
+                    r.step,
+                    elapsed(&trainer),
+                    last_eval,
+                    report.puzzles,
+                    pct(report.exact_by_step.first().copied().unwrap_or(f64::NAN))
+                )
+            });
             write_eval(&mut metrics, &trainer, &report, elapsed(&trainer))?;
             plot_training_curves(&metrics_path, &dir.join("curves.png"))?;
         }
@@ -219,6 +236,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     bar.abandon();
     let train_s = elapsed(&trainer);
+    if stopped_by_limit {
+        println!(
+            "time limit of {:.0} s (train.time_limit_s) reached at step {} of {total}",
+            t.time_limit_s, trainer.step
+        );
+    }
     save(&trainer, train_s)?;
 
     println!(
@@ -237,9 +260,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &report,
         &format!("{:?} depth curve", trainer.cfg.model.arch),
     )?;
+    let stopped = stopped_by_limit.then_some((t.time_limit_s, total));
     print_summary(
         &report,
         trainer.step,
+        stopped,
         train_s,
         started.elapsed().as_secs_f64(),
         &dir,
@@ -282,7 +307,10 @@ fn write_eval(
 
 /// The depth curve and the final accuracy, as `train` and `eval` both print them.
 pub fn print_accuracy(report: &EvalReport) {
-    println!("depth curve (exact accuracy after k supervision steps):");
+    println!(
+        "depth curve (exact accuracy after k of the {} supervision steps):",
+        report.exact_by_step.len()
+    );
     let cells: Vec<String> = report
         .exact_by_step
         .iter()
@@ -299,9 +327,23 @@ pub fn print_accuracy(report: &EvalReport) {
     );
 }
 
-fn print_summary(report: &EvalReport, step: u64, train_s: f64, total_s: f64, dir: &Path) {
+/// `stopped`: the time limit and the planned steps, when the limit ended training.
+fn print_summary(
+    report: &EvalReport,
+    step: u64,
+    stopped: Option<(f64, u64)>,
+    train_s: f64,
+    total_s: f64,
+    dir: &Path,
+) {
     print_accuracy(report);
-    println!("after {step} steps in {train_s:.0} s of training ({total_s:.0} s in all)");
+    let why = match stopped {
+        Some((limit, total)) => {
+            format!(", stopped by the {limit:.0} s time limit ({total} planned)")
+        }
+        None => String::new(),
+    };
+    println!("after {step} steps in {train_s:.0} s of training{why} ({total_s:.0} s in all)");
     println!(
         "files: {}/{{model.safetensors, metrics.jsonl, curves.png, depth.csv, depth.png}}",
         dir.display()

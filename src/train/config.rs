@@ -87,6 +87,7 @@ pub struct RunConfig {
 
 /// The built-in presets: the paper configurations and small CPU ones.
 pub const PRESETS: &[(&str, &str)] = &[
+    ("trm-sudoku6", include_str!("presets/trm-sudoku6.toml")),
     ("trm-cpu", include_str!("presets/trm-cpu.toml")),
     ("hrm-cpu", include_str!("presets/hrm-cpu.toml")),
     (
